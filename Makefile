@@ -1,0 +1,51 @@
+# The two set-up commands of the README are `make demo` and `make test`; everything they
+# need is installed from this repository's files (Python lock, Go/Maven pins, Airflow lock).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+.PHONY: venv demo test unit integration lint typecheck crds up down clean
+
+$(BIN)/eventpipeline: pyproject.toml requirements/dev.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+venv: $(BIN)/eventpipeline
+
+## Main job: the local stack, the operator and an example pipeline whose messages become DAG runs.
+demo: venv
+	$(BIN)/eventpipeline demo
+
+## The whole suite: lint, types, unit tests, then integration tests against the real local stack.
+test: venv lint typecheck
+	$(BIN)/pytest -p no:cacheprovider -ra tests
+
+unit: venv
+	$(BIN)/pytest -ra tests/unit
+
+integration: venv
+	$(BIN)/pytest -ra tests/integration
+
+lint: venv
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+crds: venv
+	$(BIN)/eventpipeline crds --output crds
+
+up: venv
+	$(BIN)/eventpipeline dev up
+
+down: venv
+	$(BIN)/eventpipeline dev down
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev.lock
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements/runtime.lock

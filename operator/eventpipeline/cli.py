@@ -1,0 +1,76 @@
+"""Command line: `eventpipeline dev …`, `eventpipeline crds`, and (later) `run` / `listen`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from eventpipeline import __version__
+from eventpipeline.devenv import stack
+from eventpipeline.devenv.runtime import ComponentError, Layout, Reporter
+
+
+def _dev_up(args: argparse.Namespace) -> int:
+    info = stack.up(Layout.from_environment(), Reporter(), only=args.only)
+    print("stack is up; load its settings with:  eval \"$(eventpipeline dev env)\"", file=sys.stderr)
+    for line in info.export_lines():
+        print(line)
+    return 0
+
+
+def _dev_down(_: argparse.Namespace) -> int:
+    stopped = stack.down(Layout.from_environment(), Reporter())
+    print(f"stopped {stopped} process(es)", file=sys.stderr)
+    return 0
+
+
+def _dev_status(_: argparse.Namespace) -> int:
+    for line in stack.status_lines(Layout.from_environment()):
+        print(line)
+    return 0
+
+
+def _dev_env(_: argparse.Namespace) -> int:
+    info = stack.read_stack(Layout.from_environment())
+    if info is None:
+        print("no stack is running; start one with `eventpipeline dev up`", file=sys.stderr)
+        return 1
+    for line in info.export_lines():
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventpipeline", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"eventpipeline {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="the local stack: kube-apiserver, Kafka, Pulsar, Airflow")
+    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
+    up = dev_commands.add_parser("up", help="install (cached) and start the stack, then health-check it")
+    up.add_argument("--only", action="append", choices=list(stack.COMPONENTS), help="start only these")
+    up.set_defaults(handler=_dev_up)
+    dev_commands.add_parser("down", help="stop what `dev up` started").set_defaults(handler=_dev_down)
+    dev_commands.add_parser("status", help="components, processes, log files").set_defaults(
+        handler=_dev_status
+    )
+    dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(
+        handler=_dev_env
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ComponentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The local stack: real kube-apiserver, Kafka, Pulsar and Airflow as local processes."""
