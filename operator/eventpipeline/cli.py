@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from eventpipeline import __version__
 from eventpipeline.devenv import stack
@@ -13,7 +14,7 @@ from eventpipeline.devenv.runtime import ComponentError, Layout, Reporter
 
 def _dev_up(args: argparse.Namespace) -> int:
     info = stack.up(Layout.from_environment(), Reporter(), only=args.only)
-    print("stack is up; load its settings with:  eval \"$(eventpipeline dev env)\"", file=sys.stderr)
+    print('stack is up; load its settings with:  eval "$(eventpipeline dev env)"', file=sys.stderr)
     for line in info.export_lines():
         print(line)
     return 0
@@ -41,6 +42,14 @@ def _dev_env(_: argparse.Namespace) -> int:
     return 0
 
 
+def _crds(args: argparse.Namespace) -> int:
+    from eventpipeline import crdgen
+
+    for path in crdgen.write(Path(args.output)):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventpipeline", description=__doc__)
     parser.add_argument("--version", action="version", version=f"eventpipeline {__version__}")
@@ -58,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(
         handler=_dev_env
     )
+    crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
+    crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")
+    crds.set_defaults(handler=_crds)
     return parser
 
 

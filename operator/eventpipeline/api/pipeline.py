@@ -1,0 +1,293 @@
+"""`EventPipeline`: one topic, its principals, and the Airflow DAG its messages trigger."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+
+from eventpipeline.api.common import (
+    DNS_LABEL_PATTERN,
+    AirflowInstanceRef,
+    ApiModel,
+    BrokerRef,
+    Condition,
+    Duration,
+)
+
+TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]+$"
+# Kafka allows 249 characters; the dead-letter topic adds ".dlq".
+TOPIC_NAME_MAX_LENGTH = 245
+PRINCIPAL_NAME_MAX_LENGTH = 40
+LISTENER_PRINCIPAL = "listener"
+LIST_MAP_BY_NAME: dict[str, object] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
+def _cel(rule: str, message: str) -> dict[str, object]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+TOPIC_CEL_RULES = [
+    {
+        "rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
+        "message": "topic.name cannot change after creation; create a new pipeline for a new topic",
+    },
+    {
+        "rule": "has(self.replicationFactor) == has(oldSelf.replicationFactor) && "
+        "(!has(self.replicationFactor) || self.replicationFactor == oldSelf.replicationFactor)",
+        "message": "topic.replicationFactor cannot change after creation",
+    },
+]
+
+
+class TopicSpec(ApiModel):
+    """The topic the pipeline owns."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": TOPIC_CEL_RULES})
+
+    name: str | None = Field(
+        default=None,
+        pattern=TOPIC_NAME_PATTERN,
+        max_length=TOPIC_NAME_MAX_LENGTH,
+        description="Topic name; defaults to the broker's template (`{namespace}.{name}`), and "
+        "must match that template when set. Cannot change after creation.",
+    )
+    partitions: int = Field(
+        default=1,
+        ge=1,
+        le=10000,
+        description="Number of partitions. May grow, never shrink.",
+        json_schema_extra=_cel(
+            "self >= oldSelf",
+            "partitions can only grow: Kafka and Pulsar cannot remove partitions; "
+            "create a new pipeline to get fewer",
+        ),
+    )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=32767,
+        description="Kafka only: replicas per partition; defaults to the broker's default. "
+        "Cannot change after creation.",
+    )
+    config: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        description="Topic configuration (Kafka topic configs such as retention.ms; Pulsar: "
+        "ignored but for retention.ms, mapped to the topic's retention policy).",
+    )
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain", description="What happens to the topic when the pipeline is deleted."
+    )
+
+
+class PrincipalSpec(ApiModel):
+    """A client identity the operator creates: its own credential, rotated, in its own Secret."""
+
+    name: str = Field(
+        pattern=DNS_LABEL_PATTERN,
+        max_length=PRINCIPAL_NAME_MAX_LENGTH,
+        description="Short name, unique within the pipeline; part of the Secret and principal names.",
+    )
+
+
+class ExternalPrincipalSpec(ApiModel):
+    """An identity issued elsewhere (OIDC / OAUTHBEARER, or a Pulsar role): access only, no Secret."""
+
+    principal: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^*]+$",
+        description="Kafka principal (e.g. User:analytics) or Pulsar role. No wildcards.",
+    )
+    access: Literal["Produce", "Consume"] = Field(
+        description="Produce: write the topic. Consume: read the topic with its own consumer group."
+    )
+
+
+CREDENTIALS_CEL_RULES = [
+    {
+        "rule": "duration(self.gracePeriod) < duration(self.rotateEvery)",
+        "message": "credentials.gracePeriod must be shorter than credentials.rotateEvery",
+    },
+    {
+        "rule": "duration(self.rotateEvery) >= duration('10s')",
+        "message": "credentials.rotateEvery must be at least 10s",
+    },
+]
+
+
+class CredentialsSpec(ApiModel):
+    """How often credentials rotate, and how long the previous one stays valid."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": CREDENTIALS_CEL_RULES})
+
+    rotate_every: Duration = Field(default="24h", max_length=32)
+    grace_period: Duration = Field(default="1h", max_length=32)
+
+
+RETRY_CEL_RULES = [
+    {
+        "rule": "duration(self.backoff) <= duration(self.maxBackoff)",
+        "message": "retry.backoff must not exceed retry.maxBackoff",
+    }
+]
+
+
+class RetrySpec(ApiModel):
+    """Retries of a trigger Airflow refused or could not take, with exponential backoff."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": RETRY_CEL_RULES})
+
+    limit: int = Field(default=10, ge=0, le=1000, description="Attempts before dead-lettering.")
+    backoff: Duration = Field(default="5s", max_length=32)
+    max_backoff: Duration = Field(default="5m", max_length=32)
+
+
+class DeadLetterSpec(ApiModel):
+    """Where messages go that Airflow refuses for good: `<topic>.dlq`."""
+
+    enabled: bool = True
+
+
+TRIGGER_CEL_RULES = [
+    {
+        "rule": "self.mode != 'AssetEvent' || has(self.assetUri)",
+        "message": "trigger.assetUri is required when trigger.mode is AssetEvent",
+    }
+]
+
+
+class TriggerSpec(ApiModel):
+    """What each message does in Airflow."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": TRIGGER_CEL_RULES})
+
+    dag_id: str = Field(min_length=1, max_length=250, pattern=r"^[a-zA-Z0-9_.-]+$")
+    mode: Literal["DagRun", "AssetEvent"] = Field(
+        default="DagRun",
+        description="DagRun: one run per message. AssetEvent: one asset event per message "
+        "(Airflow may merge several events into one run).",
+    )
+    asset_uri: str | None = Field(
+        default=None, max_length=1500, description="Asset URI to post events to (mode AssetEvent)."
+    )
+    max_in_flight: int = Field(default=16, ge=1, le=1024)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    dead_letter: DeadLetterSpec = Field(default_factory=DeadLetterSpec)
+
+
+class AirflowSpec(ApiModel):
+    """The Airflow side: which instance, the connection kept in sync, the DAG to trigger."""
+
+    instance_ref: AirflowInstanceRef
+    connection_id: str | None = Field(
+        default=None,
+        max_length=250,
+        pattern=r"^[a-zA-Z0-9_.-]+$",
+        description="Airflow connection kept in sync with the listener's credential; "
+        "defaults to the topic name with dots as underscores.",
+    )
+    trigger: TriggerSpec | None = Field(default=None, description="Omit to manage the connection only.")
+
+
+class ListenerSpec(ApiModel):
+    """Which listener serves the pipeline."""
+
+    dedicated: bool = Field(
+        default=False,
+        description="Serve this pipeline only from a listener started with --dedicated for it, "
+        "never from the shared pool.",
+    )
+
+
+PIPELINE_SPEC_CEL_RULES = [
+    {
+        "rule": "!has(self.producers) || !has(self.consumers) || "
+        "!self.producers.exists(p, self.consumers.exists(c, c.name == p.name))",
+        "message": "a principal name may appear in producers or in consumers, not both",
+    },
+    {
+        "rule": f"(!has(self.producers) || !self.producers.exists(p, p.name == '{LISTENER_PRINCIPAL}')) && "
+        f"(!has(self.consumers) || !self.consumers.exists(c, c.name == '{LISTENER_PRINCIPAL}'))",
+        "message": f"the principal name '{LISTENER_PRINCIPAL}' is reserved for the trigger listener",
+    },
+]
+
+
+class EventPipelineSpec(ApiModel):
+    """One workflow: a topic, who may write and read it, and the DAG each message triggers."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": PIPELINE_SPEC_CEL_RULES})
+
+    broker_ref: BrokerRef = Field(
+        json_schema_extra=_cel("self == oldSelf", "brokerRef cannot change after creation")
+    )
+    topic: TopicSpec = Field(default_factory=TopicSpec)
+    producers: list[PrincipalSpec] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Applications that write the topic; each gets a principal and a Secret.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
+    consumers: list[PrincipalSpec] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Extra read-only principals (analytics, ...), each with its own consumer group.",
+        json_schema_extra=LIST_MAP_BY_NAME,
+    )
+    external_principals: list[ExternalPrincipalSpec] = Field(default_factory=list, max_length=50)
+    credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
+    airflow: AirflowSpec | None = None
+    listener: ListenerSpec = Field(default_factory=ListenerSpec)
+    suspend: bool = Field(default=False, description="Pause reconciliation and triggering.")
+
+
+class PrincipalStatus(ApiModel):
+    """A principal's credential as it stands; never the secret value itself."""
+
+    name: str
+    role: Literal["producer", "consumer", "listener"]
+    secret_name: str
+    username: str = Field(description="Kafka user or Pulsar role currently in the Secret.")
+    generation: int = Field(description="Credential generation; grows by one at each rotation.")
+    rotated_at: str | None = None
+    next_rotation_at: str | None = None
+    previous_username: str | None = Field(
+        default=None, description="The previous generation, valid until `previousRevokeAt`."
+    )
+    previous_revoke_at: str | None = None
+
+
+class ListenerStatus(ApiModel):
+    """What the trigger listener reports, at a bounded rate."""
+
+    replica: str | None = None
+    lag: int | None = None
+    consumed: int = 0
+    runs_created: int = 0
+    duplicates: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    last_run_id: str | None = None
+    updated_at: str | None = None
+    replay: str | None = Field(default=None, description="Outcome of the last replay request.")
+
+
+class EventPipelineStatus(ApiModel):
+    """Observed state: conditions per part, the resolved topic, principals, listener counters."""
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    broker_type: Literal["Kafka", "Pulsar"] | None = None
+    topic: str | None = Field(default=None, description="The resolved topic name on the broker.")
+    partitions: int | None = None
+    principals: list[PrincipalStatus] = Field(default_factory=list)
+    external_principals: list[str] = Field(
+        default_factory=list, description="External principals the operator granted access to."
+    )
+    airflow_connection: str | None = None
+    airflow_connection_hash: str | None = Field(
+        default=None, description="Hash of the connection last written (Airflow hides passwords)."
+    )
+    listener: ListenerStatus | None = None
