@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from eventpipeline import __version__
+from eventpipeline import __version__, crdgen
 from eventpipeline.devenv import stack
 from eventpipeline.devenv.runtime import ComponentError, Layout, Reporter
 
@@ -43,8 +43,6 @@ def _dev_env(_: argparse.Namespace) -> int:
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from eventpipeline import crdgen
-
     for path in crdgen.write(Path(args.output)):
         print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -61,12 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--only", action="append", choices=list(stack.COMPONENTS), help="start only these")
     up.set_defaults(handler=_dev_up)
     dev_commands.add_parser("down", help="stop what `dev up` started").set_defaults(handler=_dev_down)
-    dev_commands.add_parser("status", help="components, processes, log files").set_defaults(
-        handler=_dev_status
-    )
-    dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(
-        handler=_dev_env
-    )
+    dev_commands.add_parser("status", help="components, processes, log files").set_defaults(handler=_dev_status)
+    dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(handler=_dev_env)
     crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")
     crds.set_defaults(handler=_crds)

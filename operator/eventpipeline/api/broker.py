@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from eventpipeline.api.common import ApiModel, SecretKeyRef
+from eventpipeline.api.common import ApiModel, SecretKeyRef, cel
 
 BrokerType = Literal["Kafka", "Pulsar"]
 DEFAULT_TOPIC_TEMPLATE = "{namespace}.{name}"
@@ -15,9 +15,7 @@ DEFAULT_TOPIC_TEMPLATE = "{namespace}.{name}"
 class KafkaSettings(ApiModel):
     """How to reach a Kafka cluster, for the operator (admin) and for the clients it configures."""
 
-    bootstrap_servers: str = Field(
-        min_length=1, description="Comma-separated host:port list given to every client."
-    )
+    bootstrap_servers: str = Field(min_length=1, description="Comma-separated host:port list given to every client.")
     security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = Field(
         default="SASL_SSL", description="Protocol of the listener the bootstrap servers point at."
     )
@@ -58,22 +56,22 @@ class PulsarSettings(ApiModel):
     cluster: str = Field(default="standalone", description="Pulsar cluster the namespaces are placed on.")
 
 
-BROKER_CEL_RULES = [
-    {
-        "rule": "self.type == 'Kafka' ? has(self.kafka) && !has(self.pulsar) : has(self.pulsar) && !has(self.kafka)",
-        "message": "set exactly the section that matches spec.type (kafka for Kafka, pulsar for Pulsar)",
-    },
-    {
-        "rule": "self.type == oldSelf.type",
-        "message": "spec.type cannot change; create a new broker resource instead",
-    },
-]
+BROKER_CEL_RULES = cel(
+    (
+        "self.type == 'Kafka' ? has(self.kafka) && !has(self.pulsar) : has(self.pulsar) && !has(self.kafka)",
+        "set exactly the section that matches spec.type (kafka for Kafka, pulsar for Pulsar)",
+    ),
+    (
+        "self.type == oldSelf.type",
+        "spec.type cannot change; create a new broker resource instead",
+    ),
+)
 
 
 class BrokerSpec(ApiModel):
     """A Kafka or Pulsar cluster: addresses, admin credentials, who may use it, topic naming."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": BROKER_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=BROKER_CEL_RULES)
 
     type: BrokerType = Field(description="Kafka or Pulsar; the matching section must be set.")
     kafka: KafkaSettings | None = Field(default=None, description="Required when type is Kafka.")

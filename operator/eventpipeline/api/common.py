@@ -6,8 +6,10 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.alias_generators import to_camel
+
+JsonDict = dict[str, JsonValue]
 
 GROUP = "eventpipeline.dev"
 VERSION = "v1alpha1"
@@ -31,6 +33,12 @@ Duration = Annotated[
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+def cel(*rules: tuple[str, str]) -> JsonDict:
+    """CEL validation rules (rule, message) for a schema node, evaluated by the API server."""
+    validations: list[JsonValue] = [{"rule": rule, "message": message} for rule, message in rules]
+    return {"x-kubernetes-validations": validations}
+
+
 def parse_duration(value: str) -> timedelta:
     """Parse a duration string of the CRD's `Duration` format."""
     if not re.fullmatch(DURATION_PATTERN, value):
@@ -42,9 +50,7 @@ def parse_duration(value: str) -> timedelta:
 class ApiModel(BaseModel):
     """Base of all API models: camelCase on the wire, unknown fields refused, values validated."""
 
-    model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, validate_assignment=True, alias_generator=to_camel
-    )
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True, alias_generator=to_camel)
 
 
 class SecretKeyRef(ApiModel):

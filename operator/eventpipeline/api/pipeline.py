@@ -13,6 +13,8 @@ from eventpipeline.api.common import (
     BrokerRef,
     Condition,
     Duration,
+    JsonDict,
+    cel,
 )
 
 TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]+$"
@@ -20,30 +22,29 @@ TOPIC_NAME_PATTERN = r"^[a-zA-Z0-9._-]+$"
 TOPIC_NAME_MAX_LENGTH = 245
 PRINCIPAL_NAME_MAX_LENGTH = 40
 LISTENER_PRINCIPAL = "listener"
-LIST_MAP_BY_NAME: dict[str, object] = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+LIST_MAP_BY_NAME: JsonDict = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["name"],
+}
 
 
-def _cel(rule: str, message: str) -> dict[str, object]:
-    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
-
-
-TOPIC_CEL_RULES = [
-    {
-        "rule": "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
-        "message": "topic.name cannot change after creation; create a new pipeline for a new topic",
-    },
-    {
-        "rule": "has(self.replicationFactor) == has(oldSelf.replicationFactor) && "
+TOPIC_CEL_RULES = cel(
+    (
+        "has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",
+        "topic.name cannot change after creation; create a new pipeline for a new topic",
+    ),
+    (
+        "has(self.replicationFactor) == has(oldSelf.replicationFactor) && "
         "(!has(self.replicationFactor) || self.replicationFactor == oldSelf.replicationFactor)",
-        "message": "topic.replicationFactor cannot change after creation",
-    },
-]
+        "topic.replicationFactor cannot change after creation",
+    ),
+)
 
 
 class TopicSpec(ApiModel):
     """The topic the pipeline owns."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": TOPIC_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=TOPIC_CEL_RULES)
 
     name: str | None = Field(
         default=None,
@@ -57,10 +58,12 @@ class TopicSpec(ApiModel):
         ge=1,
         le=10000,
         description="Number of partitions. May grow, never shrink.",
-        json_schema_extra=_cel(
-            "self >= oldSelf",
-            "partitions can only grow: Kafka and Pulsar cannot remove partitions; "
-            "create a new pipeline to get fewer",
+        json_schema_extra=cel(
+            (
+                "self >= oldSelf",
+                "partitions can only grow: Kafka and Pulsar cannot remove partitions; "
+                "create a new pipeline to get fewer",
+            )
         ),
     )
     replication_factor: int | None = Field(
@@ -105,39 +108,39 @@ class ExternalPrincipalSpec(ApiModel):
     )
 
 
-CREDENTIALS_CEL_RULES = [
-    {
-        "rule": "duration(self.gracePeriod) < duration(self.rotateEvery)",
-        "message": "credentials.gracePeriod must be shorter than credentials.rotateEvery",
-    },
-    {
-        "rule": "duration(self.rotateEvery) >= duration('10s')",
-        "message": "credentials.rotateEvery must be at least 10s",
-    },
-]
+CREDENTIALS_CEL_RULES = cel(
+    (
+        "duration(self.gracePeriod) < duration(self.rotateEvery)",
+        "credentials.gracePeriod must be shorter than credentials.rotateEvery",
+    ),
+    (
+        "duration(self.rotateEvery) >= duration('10s')",
+        "credentials.rotateEvery must be at least 10s",
+    ),
+)
 
 
 class CredentialsSpec(ApiModel):
     """How often credentials rotate, and how long the previous one stays valid."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": CREDENTIALS_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=CREDENTIALS_CEL_RULES)
 
     rotate_every: Duration = Field(default="24h", max_length=32)
     grace_period: Duration = Field(default="1h", max_length=32)
 
 
-RETRY_CEL_RULES = [
-    {
-        "rule": "duration(self.backoff) <= duration(self.maxBackoff)",
-        "message": "retry.backoff must not exceed retry.maxBackoff",
-    }
-]
+RETRY_CEL_RULES = cel(
+    (
+        "duration(self.backoff) <= duration(self.maxBackoff)",
+        "retry.backoff must not exceed retry.maxBackoff",
+    ),
+)
 
 
 class RetrySpec(ApiModel):
     """Retries of a trigger Airflow refused or could not take, with exponential backoff."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": RETRY_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=RETRY_CEL_RULES)
 
     limit: int = Field(default=10, ge=0, le=1000, description="Attempts before dead-lettering.")
     backoff: Duration = Field(default="5s", max_length=32)
@@ -150,18 +153,18 @@ class DeadLetterSpec(ApiModel):
     enabled: bool = True
 
 
-TRIGGER_CEL_RULES = [
-    {
-        "rule": "self.mode != 'AssetEvent' || has(self.assetUri)",
-        "message": "trigger.assetUri is required when trigger.mode is AssetEvent",
-    }
-]
+TRIGGER_CEL_RULES = cel(
+    (
+        "self.mode != 'AssetEvent' || has(self.assetUri)",
+        "trigger.assetUri is required when trigger.mode is AssetEvent",
+    ),
+)
 
 
 class TriggerSpec(ApiModel):
     """What each message does in Airflow."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": TRIGGER_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=TRIGGER_CEL_RULES)
 
     dag_id: str = Field(min_length=1, max_length=250, pattern=r"^[a-zA-Z0-9_.-]+$")
     mode: Literal["DagRun", "AssetEvent"] = Field(
@@ -201,28 +204,26 @@ class ListenerSpec(ApiModel):
     )
 
 
-PIPELINE_SPEC_CEL_RULES = [
-    {
-        "rule": "!has(self.producers) || !has(self.consumers) || "
+PIPELINE_SPEC_CEL_RULES = cel(
+    (
+        "!has(self.producers) || !has(self.consumers) || "
         "!self.producers.exists(p, self.consumers.exists(c, c.name == p.name))",
-        "message": "a principal name may appear in producers or in consumers, not both",
-    },
-    {
-        "rule": f"(!has(self.producers) || !self.producers.exists(p, p.name == '{LISTENER_PRINCIPAL}')) && "
+        "a principal name may appear in producers or in consumers, not both",
+    ),
+    (
+        f"(!has(self.producers) || !self.producers.exists(p, p.name == '{LISTENER_PRINCIPAL}')) && "
         f"(!has(self.consumers) || !self.consumers.exists(c, c.name == '{LISTENER_PRINCIPAL}'))",
-        "message": f"the principal name '{LISTENER_PRINCIPAL}' is reserved for the trigger listener",
-    },
-]
+        f"the principal name '{LISTENER_PRINCIPAL}' is reserved for the trigger listener",
+    ),
+)
 
 
 class EventPipelineSpec(ApiModel):
     """One workflow: a topic, who may write and read it, and the DAG each message triggers."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": PIPELINE_SPEC_CEL_RULES})
+    model_config = ConfigDict(json_schema_extra=PIPELINE_SPEC_CEL_RULES)
 
-    broker_ref: BrokerRef = Field(
-        json_schema_extra=_cel("self == oldSelf", "brokerRef cannot change after creation")
-    )
+    broker_ref: BrokerRef = Field(json_schema_extra=cel(("self == oldSelf", "brokerRef cannot change after creation")))
     topic: TopicSpec = Field(default_factory=TopicSpec)
     producers: list[PrincipalSpec] = Field(
         default_factory=list,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 LOG_TAIL_LINES = 40
 
@@ -60,9 +61,7 @@ class Layout:
     def from_environment(cls) -> Layout:
         home = Path.home()
         cache = os.environ.get("EVENTPIPELINE_CACHE_DIR") or str(home / ".cache" / "eventpipeline")
-        state = os.environ.get("EVENTPIPELINE_STATE_DIR") or str(
-            home / ".local" / "state" / "eventpipeline" / "stack"
-        )
+        state = os.environ.get("EVENTPIPELINE_STATE_DIR") or str(home / ".local" / "state" / "eventpipeline" / "stack")
         return cls(cache_dir=Path(cache), state_dir=Path(state))
 
     def install_dir(self, component: str, version: str) -> Path:
@@ -93,13 +92,13 @@ class Layout:
 class Reporter:
     """Prints what the stack is doing, one line per step, with the time since start."""
 
-    def __init__(self, stream: object = None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._started = time.monotonic()
 
     def step(self, component: str, message: str) -> None:
         elapsed = time.monotonic() - self._started
-        print(f"[{elapsed:6.1f}s] {component:<8} {message}", file=self._stream, flush=True)  # type: ignore[call-overload]
+        print(f"[{elapsed:6.1f}s] {component:<8} {message}", file=self._stream, flush=True)
 
 
 def free_port() -> int:
@@ -210,9 +209,7 @@ def recorded_processes(layout: Layout) -> list[ProcessRecord]:
     """Processes started by `dev up` in this state dir, in start order."""
     if not layout.state_dir.exists() or not (layout.state_dir / "pids").exists():
         return []
-    records = [
-        ProcessRecord(**json.loads(path.read_text())) for path in layout.pid_dir.glob("*.json")
-    ]
+    records = [ProcessRecord(**json.loads(path.read_text())) for path in layout.pid_dir.glob("*.json")]
     return sorted(records, key=lambda record: int(record.start_time or 0))
 
 

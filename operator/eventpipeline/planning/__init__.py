@@ -1,0 +1,1 @@
+"""Pure planning: spec + observed state → desired state → actions. No I/O, no client libraries."""

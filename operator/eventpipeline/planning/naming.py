@@ -1,0 +1,100 @@
+"""How every derived name is formed: topics, principals, Secrets, groups, connections, run ids.
+
+One place, so the operator, the listener and the docs agree on each name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import re
+
+PRINCIPAL_PREFIX = "ep"
+DEAD_LETTER_SUFFIX = ".dlq"
+# Two alternating credentials per principal make rotation seamless (one SCRAM credential
+# per Kafka user, and a Pulsar token cannot be revoked — only its role's grants).
+GENERATION_SUFFIXES = ("a", "b")
+
+
+class NamingError(ValueError):
+    """A name the spec asks for that the broker's rules do not allow; the message says what to fix."""
+
+
+def topic_name(template: str, namespace: str, pipeline: str, requested: str | None) -> str:
+    """The topic a pipeline owns: the requested name if it fits the template, else the template's."""
+    default = template.format(namespace=namespace, name=pipeline)
+    if requested is None:
+        return default
+    if not matches_template(template, namespace, requested):
+        example = template.format(namespace=namespace, name="<anything>")
+        raise NamingError(
+            f"topic.name {requested!r} does not match the broker's template {template!r}; "
+            f"use a name like {example!r} or leave topic.name out to get {default!r}"
+        )
+    return requested
+
+
+def matches_template(template: str, namespace: str, topic: str) -> bool:
+    """Whether `topic` is a name the template allows in `namespace` (`{name}` is free)."""
+    prefix, _, suffix = template.format(namespace=namespace, name="\0").partition("\0")
+    pattern = re.escape(prefix) + r"[a-zA-Z0-9._-]+" + re.escape(suffix)
+    return re.fullmatch(pattern, topic) is not None
+
+
+def dead_letter_topic(topic: str) -> str:
+    return topic + DEAD_LETTER_SUFFIX
+
+
+def principal_base(namespace: str, pipeline: str, principal: str) -> str:
+    """The stable part of a principal's broker identity, e.g. ep.shop.orders.checkout."""
+    return f"{PRINCIPAL_PREFIX}.{namespace}.{pipeline}.{principal}"
+
+
+def pipeline_principal_prefix(namespace: str, pipeline: str) -> str:
+    """Every principal the operator creates for a pipeline starts with this; it marks ownership."""
+    return f"{PRINCIPAL_PREFIX}.{namespace}.{pipeline}."
+
+
+def generation_username(base: str, generation: int) -> str:
+    """Broker user (Kafka) or role (Pulsar) of one credential generation: alternates -a / -b."""
+    if generation < 1:
+        raise ValueError("credential generations start at 1")
+    return f"{base}-{GENERATION_SUFFIXES[(generation - 1) % 2]}"
+
+
+def consumer_group(namespace: str, pipeline: str, principal: str) -> str:
+    """The one consumer group (Kafka) or subscription (Pulsar) a reading principal may use."""
+    return principal_base(namespace, pipeline, principal)
+
+
+def external_consumer_group(namespace: str, pipeline: str, external_principal: str) -> str:
+    """Consumer group of an external principal: its name made safe, plus a short hash for uniqueness."""
+    safe = re.sub(r"[^a-zA-Z0-9._-]", "-", external_principal).strip("-")[:40]
+    digest = hashlib.sha256(external_principal.encode()).hexdigest()[:8]
+    return f"{PRINCIPAL_PREFIX}.{namespace}.{pipeline}.ext.{safe}-{digest}"
+
+
+def secret_name(pipeline: str, principal: str) -> str:
+    """Kubernetes Secret holding a principal's current credential."""
+    return f"{pipeline}-{principal}-credentials"
+
+
+def connection_id(topic: str, requested: str | None) -> str:
+    """Airflow connection id: the requested one, else the topic with separators as underscores."""
+    return requested or re.sub(r"[^a-zA-Z0-9_]", "_", topic)
+
+
+def namespace_allowed(patterns: list[str], namespace: str) -> bool:
+    """Whether a namespace matches one of a broker's or Airflow instance's allowed patterns."""
+    return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns)
+
+
+def kafka_run_id(topic: str, partition: int, offset: int) -> str:
+    """Deterministic DAG run id of a Kafka message: the same message always gives the same run."""
+    return f"ep__{topic}__{partition}__{offset}"
+
+
+def pulsar_run_id(topic: str, message_id: str) -> str:
+    """Deterministic DAG run id of a Pulsar message (ledger:entry:partition:batch)."""
+    short_topic = topic.rsplit("/", 1)[-1]
+    return f"ep__{short_topic}__{message_id}"
