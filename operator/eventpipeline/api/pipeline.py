@@ -292,3 +292,6 @@ class EventPipelineStatus(ApiModel):
         default=None, description="Hash of the connection last written (Airflow hides passwords)."
     )
     listener: ListenerStatus | None = None
+    rotate_request: str | None = Field(
+        default=None, description="Value of the eventpipeline.dev/rotate annotation last acted on."
+    )

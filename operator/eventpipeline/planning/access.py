@@ -33,11 +33,18 @@ def kafka_principal(grantee: Grantee) -> str:
     return grantee.principal if grantee.external else f"User:{grantee.principal}"
 
 
-def desired_kafka_acls(topic: str, grantees: Iterable[Grantee]) -> set[KafkaAcl]:
-    """The exact ACL set the pipeline's topic should have."""
+def desired_kafka_acls(topic: str, grantees: Iterable[Grantee], dead_letter: str | None = None) -> set[KafkaAcl]:
+    """The exact ACL set the pipeline's topics and groups should have.
+
+    With a dead-letter topic, the listener may also WRITE + DESCRIBE it, and nobody else gets
+    anything there.
+    """
     acls: set[KafkaAcl] = set()
     for grantee in grantees:
         principal = kafka_principal(grantee)
+        if dead_letter is not None and grantee.writes_dead_letter:
+            acls.add(KafkaAcl(principal, "TOPIC", dead_letter, "WRITE"))
+            acls.add(KafkaAcl(principal, "TOPIC", dead_letter, "DESCRIBE"))
         if grantee.access == "Produce":
             acls.add(KafkaAcl(principal, "TOPIC", topic, "WRITE"))
             acls.add(KafkaAcl(principal, "TOPIC", topic, "DESCRIBE"))
@@ -73,11 +80,20 @@ def diff_owned(desired: set[T], actual: set[T], owned: set[T]) -> SetDiff[T]:
 PulsarAction = Literal["produce", "consume"]
 
 
-def desired_pulsar_grants(grantees: Iterable[Grantee]) -> dict[str, frozenset[PulsarAction]]:
-    """Role → actions on the topic. Pulsar subscriptions are not separately authorised by role
-    grants, so a reader gets `consume` (subscription names are checked by the listener's config)."""
+def desired_pulsar_grants(
+    grantees: Iterable[Grantee], dead_letter_topic: bool = False
+) -> dict[str, frozenset[PulsarAction]]:
+    """Role → actions on one topic. On the dead-letter topic only the listener may produce.
+
+    Pulsar grants `consume` per topic, not per subscription, so the one-group-per-reader rule
+    of Kafka has no Pulsar counterpart at the grant level.
+    """
     grants: dict[str, set[PulsarAction]] = {}
     for grantee in grantees:
+        if dead_letter_topic:
+            if grantee.writes_dead_letter:
+                grants.setdefault(grantee.principal, set()).add("produce")
+            continue
         grants.setdefault(grantee.principal, set()).add("produce" if grantee.access == "Produce" else "consume")
     return {role: frozenset(actions) for role, actions in grants.items()}
 

@@ -32,6 +32,7 @@ class Grantee:
     access: Access
     group: str | None  # consumer group / subscription for Consume access
     external: bool = False
+    writes_dead_letter: bool = False  # the listener moves refused messages to <topic>.dlq
 
 
 def managed_principals(spec: EventPipelineSpec) -> list[ManagedPrincipal]:
@@ -59,7 +60,7 @@ def grantees(
     for principal in managed_principals(spec):
         group = naming.consumer_group(namespace, pipeline, principal.name) if principal.access == "Consume" else None
         for username in usernames.get(principal.name, []):
-            result.append(Grantee(username, principal.access, group))
+            result.append(Grantee(username, principal.access, group, writes_dead_letter=principal.role == "listener"))
     for external in spec.external_principals:
         group = (
             naming.external_consumer_group(namespace, pipeline, external.principal)

@@ -73,3 +73,14 @@ def test_pulsar_grants_diff() -> None:
     assert "ep.shop.orders.checkout-a" not in to_grant
     assert "ep.shop.orders.listener-a" in to_grant
     assert to_revoke == {"ep.shop.orders.gone-a"}
+
+
+def test_only_the_listener_may_write_the_dead_letter_topic() -> None:
+    acls = desired_kafka_acls("shop.orders", grantees(SPEC, "shop", "orders", USERNAMES), "shop.orders.dlq")
+    on_dlq = {acl for acl in acls if acl.resource_name == "shop.orders.dlq"}
+    assert on_dlq == {
+        KafkaAcl("User:ep.shop.orders.listener-a", "TOPIC", "shop.orders.dlq", "WRITE"),
+        KafkaAcl("User:ep.shop.orders.listener-a", "TOPIC", "shop.orders.dlq", "DESCRIBE"),
+    }
+    grants = desired_pulsar_grants(grantees(SPEC, "shop", "orders", USERNAMES), dead_letter_topic=True)
+    assert grants == {"ep.shop.orders.listener-a": frozenset({"produce"})}

@@ -1,0 +1,1 @@
+"""Adapters: one module per outside system. They know nothing of kopf or of the CRD models' wiring."""

@@ -1,0 +1,136 @@
+"""Airflow 3 REST API v2: tokens and connections (apache-airflow-client), kept per instance.
+
+Airflow hides passwords on read, so whether a connection is current is decided by the caller
+from a fingerprint of what it last wrote, plus the connection's existence here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from airflow_client.client import ApiClient, Configuration
+from airflow_client.client.api.connection_api import ConnectionApi
+from airflow_client.client.exceptions import ApiException, NotFoundException, UnauthorizedException
+from airflow_client.client.models.connection_body import ConnectionBody
+from pydantic import SecretStr
+
+from eventpipeline.adapters.errors import AdapterError, InvalidRequestError, NotAuthorizedError, UnavailableError
+
+# Airflow's JWTs last 24 h by default; renew well before, and at once on a 401.
+TOKEN_REFRESH_SECONDS = 30 * 60
+
+
+@dataclass(frozen=True)
+class AirflowSettings:
+    api_url: str
+    username: str
+    password: SecretStr
+    timeout_seconds: float = 15.0
+
+
+class AirflowTokens:
+    """JWTs from `POST /auth/token`, cached and renewed; shared by the operator and the listener."""
+
+    def __init__(self, settings: AirflowSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._fetched_at = 0.0
+
+    def token(self, *, renew: bool = False) -> str:
+        with self._lock:
+            stale = time.monotonic() - self._fetched_at > TOKEN_REFRESH_SECONDS
+            if self._token is None or renew or stale:
+                self._token = self._fetch()
+                self._fetched_at = time.monotonic()
+            return self._token
+
+    def _fetch(self) -> str:
+        url = self._settings.api_url.rstrip("/") + "/auth/token"
+        body = {"username": self._settings.username, "password": self._settings.password.get_secret_value()}
+        try:
+            response = httpx.post(url, json=body, timeout=self._settings.timeout_seconds)
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"Airflow: getting a token from {url} failed: {error}") from error
+        if response.status_code in (401, 403):
+            raise NotAuthorizedError(
+                f"Airflow refused the credentials of user {self._settings.username!r}; "
+                "fix the Secret named by the AirflowInstance"
+            )
+        if response.status_code >= 400:
+            raise UnavailableError(f"Airflow: {url} answered {response.status_code}")
+        return str(response.json()["access_token"])
+
+
+class AirflowConnections:
+    """Create, update and delete Airflow connections."""
+
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+        self._settings = settings
+        self._tokens = tokens or AirflowTokens(settings)
+
+    def _api(self) -> ConnectionApi:
+        configuration = Configuration(host=self._settings.api_url.rstrip("/"))
+        configuration.access_token = self._tokens.token()
+        return ConnectionApi(ApiClient(configuration))
+
+    def _with_token(self, action: str, call: Any) -> Any:
+        """Run `call(api)`; on a 401 renew the token once and try again."""
+        for attempt in (1, 2):
+            try:
+                return call(self._api())
+            except UnauthorizedException:
+                if attempt == 2:
+                    raise NotAuthorizedError(f"Airflow: {action} refused after a token renewal") from None
+                self._tokens.token(renew=True)
+            except ApiException as error:
+                raise _translate(error, action) from error
+            except (httpx.HTTPError, OSError) as error:
+                raise UnavailableError(f"Airflow: {action} failed: {error}") from error
+        raise AssertionError("unreachable")
+
+    def exists(self, connection_id: str) -> bool:
+        def call(api: ConnectionApi) -> bool:
+            try:
+                api.get_connection(connection_id, _request_timeout=self._settings.timeout_seconds)
+            except NotFoundException:
+                return False
+            return True
+
+        return bool(self._with_token(f"reading connection {connection_id}", call))
+
+    def put(self, payload: dict[str, Any]) -> None:
+        """Create the connection, or replace every field of an existing one."""
+        body = ConnectionBody(**payload)
+        connection_id = str(payload["connection_id"])
+
+        def call(api: ConnectionApi) -> None:
+            try:
+                api.patch_connection(connection_id, body, _request_timeout=self._settings.timeout_seconds)
+            except NotFoundException:
+                api.post_connection(body, _request_timeout=self._settings.timeout_seconds)
+
+        self._with_token(f"writing connection {connection_id}", call)
+
+    def delete(self, connection_id: str) -> None:
+        def call(api: ConnectionApi) -> None:
+            try:
+                api.delete_connection(connection_id, _request_timeout=self._settings.timeout_seconds)
+            except NotFoundException:
+                return
+
+        self._with_token(f"deleting connection {connection_id}", call)
+
+
+def _translate(error: ApiException, action: str) -> AdapterError:
+    status = error.status or 0
+    text = f"Airflow: {action} failed ({status})"
+    if status == 403:
+        return NotAuthorizedError(text + ": the Airflow user may not manage connections")
+    if status in (400, 422):
+        return InvalidRequestError(f"{text}: {str(error.body)[:300]}")
+    return UnavailableError(text)

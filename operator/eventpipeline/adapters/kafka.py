@@ -1,0 +1,300 @@
+"""Kafka administration through confluent-kafka's AdminClient: topics, SCRAM users, ACLs.
+
+Calls are batched where the AdminClient allows (one request for many ACLs or users) and every
+wait is bounded. Broker errors are translated into the typed errors of `adapters.errors`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    ConfigSource,
+    NewPartitions,
+    NewTopic,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
+)
+from pydantic import SecretStr
+
+from eventpipeline.adapters.errors import (
+    AdapterError,
+    ConflictError,
+    InvalidRequestError,
+    NotAuthorizedError,
+    UnavailableError,
+)
+from eventpipeline.planning.access import KafkaAcl
+from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
+
+SCRAM_ITERATIONS = 8192
+_AUTH_CODES = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+}
+_INVALID_CODES = {
+    KafkaError.INVALID_REPLICATION_FACTOR,
+    KafkaError.INVALID_CONFIG,
+    KafkaError.POLICY_VIOLATION,
+    KafkaError.INVALID_PARTITIONS,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.INVALID_REQUEST,
+}
+
+
+@dataclass(frozen=True)
+class KafkaAdminSettings:
+    bootstrap_servers: str
+    security_protocol: str
+    sasl_mechanism: str
+    username: str
+    password: SecretStr
+    ca_location: str | None = None
+    timeout_seconds: float = 15.0
+
+    def client_config(self) -> dict[str, str | int | float | bool]:
+        config: dict[str, str | int | float | bool] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.username,
+            "sasl.password": self.password.get_secret_value(),
+            "socket.timeout.ms": int(self.timeout_seconds * 1000),
+        }
+        if self.ca_location:
+            config["ssl.ca.location"] = self.ca_location
+        return config
+
+
+def translate(error: BaseException, action: str) -> AdapterError:
+    """A typed adapter error for a Kafka exception, with what was being done."""
+    kafka_error = error.args[0] if isinstance(error, KafkaException) and error.args else None
+    if not isinstance(kafka_error, KafkaError):
+        return UnavailableError(f"Kafka: {action} failed: {error}")
+    code = kafka_error.code()
+    text = f"Kafka: {action} failed: {kafka_error.str()}"
+    if code in _AUTH_CODES:
+        return NotAuthorizedError(text + "; check the broker's admin Secret and that the user may administer")
+    if code in _INVALID_CODES:
+        return InvalidRequestError(text)
+    if code == KafkaError.TOPIC_ALREADY_EXISTS:
+        return ConflictError(text)
+    return UnavailableError(text)
+
+
+def _error_code(error: BaseException) -> int | None:
+    if isinstance(error, KafkaException) and error.args and isinstance(error.args[0], KafkaError):
+        return int(error.args[0].code())
+    return None
+
+
+class KafkaAdmin:
+    """One AdminClient per broker resource; thread-safe, reused across reconciliations."""
+
+    def __init__(self, settings: KafkaAdminSettings) -> None:
+        self._settings = settings
+        self._timeout = settings.timeout_seconds
+        self._client = AdminClient(settings.client_config())
+
+    def _wait(self, future: Future[Any], action: str) -> Any:
+        try:
+            return future.result(timeout=self._timeout)
+        except TimeoutError:
+            raise UnavailableError(f"Kafka: {action} timed out after {self._timeout:.0f}s") from None
+        except KafkaException as error:
+            raise translate(error, action) from error
+
+    def ping(self) -> None:
+        """Cheap authenticated round trip: proves the broker answers and the admin may log in."""
+        try:
+            self._client.list_topics(timeout=self._timeout)
+        except KafkaException as error:
+            raise translate(error, "connecting") from error
+
+    # -- topics ---------------------------------------------------------------------------
+
+    def describe_topic(self, name: str) -> ObservedTopic | None:
+        """Partitions and the topic's own (non-default) configuration, or None if it is absent."""
+        try:
+            metadata = self._client.list_topics(topic=name, timeout=self._timeout)
+        except KafkaException as error:
+            raise translate(error, f"describing topic {name}") from error
+        topic = metadata.topics.get(name)
+        if topic is None or (topic.error is not None and topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return None
+        if topic.error is not None:
+            raise translate(KafkaException(topic.error), f"describing topic {name}")
+        resource = ConfigResource(ResourceType.TOPIC, name)
+        entries = self._wait(self._client.describe_configs([resource])[resource], f"reading config of {name}")
+        config = {
+            key: entry.value for key, entry in entries.items() if _is_topic_override(entry) and entry.value is not None
+        }
+        return ObservedTopic(name=name, partitions=len(topic.partitions), config=config)
+
+    def create_topic(self, topic: DesiredTopic) -> None:
+        new = NewTopic(
+            topic.name,
+            num_partitions=topic.partitions,
+            replication_factor=topic.replication_factor or -1,
+            config=dict(topic.config),
+        )
+        future = self._client.create_topics([new], request_timeout=self._timeout)[topic.name]
+        try:
+            future.result(timeout=self._timeout)
+        except KafkaException as error:
+            if _error_code(error) != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent create is fine
+                raise translate(error, f"creating topic {topic.name}") from error
+        except TimeoutError:
+            raise UnavailableError(f"Kafka: creating topic {topic.name} timed out") from None
+
+    def grow_partitions(self, name: str, total: int) -> None:
+        future = self._client.create_partitions([NewPartitions(name, total)])[name]
+        self._wait(future, f"growing {name} to {total} partitions")
+
+    def set_topic_config(self, name: str, changes: Mapping[str, str]) -> None:
+        entries = [
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET) for key, value in changes.items()
+        ]
+        resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
+        self._wait(self._client.incremental_alter_configs([resource])[resource], f"configuring {name}")
+
+    def delete_topic(self, name: str) -> None:
+        future = self._client.delete_topics([name], operation_timeout=self._timeout)[name]
+        try:
+            future.result(timeout=self._timeout)
+        except KafkaException as error:
+            if _error_code(error) != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise translate(error, f"deleting topic {name}") from error
+
+    # -- SCRAM users ----------------------------------------------------------------------
+
+    def scram_users(self, usernames: Iterable[str]) -> set[str]:
+        """Which of these users have a SCRAM-SHA-512 credential."""
+        wanted = list(usernames)
+        if not wanted:
+            return set()
+        futures = self._client.describe_user_scram_credentials(wanted, request_timeout=self._timeout)
+        assert isinstance(futures, dict)  # a list of users gives one future per user
+        present: set[str] = set()
+        for user, future in futures.items():
+            try:
+                description = future.result(timeout=self._timeout)
+            except KafkaException as error:
+                if _error_code(error) == KafkaError.RESOURCE_NOT_FOUND:
+                    continue
+                raise translate(error, f"describing SCRAM user {user}") from error
+            if any(info.mechanism == ScramMechanism.SCRAM_SHA_512 for info in description.scram_credential_infos):
+                present.add(user)
+        return present
+
+    def upsert_scram_user(self, username: str, password: SecretStr) -> None:
+        info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
+        upsert = UserScramCredentialUpsertion(username, info, password.get_secret_value().encode())
+        future = self._client.alter_user_scram_credentials([upsert], request_timeout=self._timeout)[username]
+        self._wait(future, f"setting the SCRAM credential of {username}")
+
+    def delete_scram_user(self, username: str) -> None:
+        deletion = UserScramCredentialDeletion(username, ScramMechanism.SCRAM_SHA_512)
+        future = self._client.alter_user_scram_credentials([deletion], request_timeout=self._timeout)[username]
+        try:
+            future.result(timeout=self._timeout)
+        except KafkaException as error:
+            if _error_code(error) != KafkaError.RESOURCE_NOT_FOUND:
+                raise translate(error, f"deleting the SCRAM credential of {username}") from error
+
+    # -- ACLs -----------------------------------------------------------------------------
+
+    def acls_on(self, resources: Iterable[tuple[str, str]]) -> set[KafkaAcl]:
+        """Every literal ALLOW ACL on these (resource type, name) pairs, whoever it is for."""
+        filters = [
+            AclBindingFilter(
+                ResourceType[resource_type],
+                name,
+                ResourcePatternType.LITERAL,
+                None,  # type: ignore[arg-type]  # None matches any principal / host
+                None,  # type: ignore[arg-type]
+                AclOperation.ANY,
+                AclPermissionType.ANY,
+            )
+            for resource_type, name in resources
+        ]
+        futures = [
+            (acl_filter, self._client.describe_acls(acl_filter, request_timeout=self._timeout))
+            for acl_filter in filters
+        ]
+        found: set[KafkaAcl] = set()
+        for acl_filter, future in futures:
+            for binding in self._wait(future, f"listing ACLs of {acl_filter.name}"):
+                if binding.permission_type != AclPermissionType.ALLOW or binding.host != "*":
+                    continue
+                if binding.operation.name not in ("READ", "WRITE", "DESCRIBE"):
+                    continue
+                found.add(KafkaAcl(binding.principal, binding.restype.name, binding.name, binding.operation.name))
+        return found
+
+    def create_acls(self, acls: Iterable[KafkaAcl]) -> None:
+        bindings = [_binding(acl) for acl in acls]
+        if bindings:
+            for future in self._client.create_acls(bindings, request_timeout=self._timeout).values():
+                self._wait(future, "creating ACLs")
+
+    def delete_acls(self, acls: Iterable[KafkaAcl]) -> None:
+        filters = [_binding_filter(acl) for acl in acls]
+        if filters:
+            for future in self._client.delete_acls(filters, request_timeout=self._timeout).values():
+                self._wait(future, "deleting ACLs")
+
+
+def _is_topic_override(entry: ConfigEntry) -> bool:
+    """Whether a config value was set on the topic itself (not inherited from the broker)."""
+    source = getattr(entry.source, "value", entry.source)
+    return bool(source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+
+
+def _binding(acl: KafkaAcl) -> AclBinding:
+    return AclBinding(
+        ResourceType[acl.resource_type],
+        acl.resource_name,
+        ResourcePatternType.LITERAL,
+        acl.principal,
+        "*",
+        AclOperation[acl.operation],
+        AclPermissionType.ALLOW,
+    )
+
+
+def _binding_filter(acl: KafkaAcl) -> AclBindingFilter:
+    return AclBindingFilter(
+        ResourceType[acl.resource_type],
+        acl.resource_name,
+        ResourcePatternType.LITERAL,
+        acl.principal,
+        "*",
+        AclOperation[acl.operation],
+        AclPermissionType.ALLOW,
+    )
+
+
+def new_password() -> SecretStr:
+    """A fresh SCRAM password (no commas or quotes, which some tools split or escape)."""
+    return SecretStr(secrets.token_urlsafe(32))

@@ -1,0 +1,126 @@
+"""Kubernetes API: custom resources the operator reads, and the Secrets it owns."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from eventpipeline.adapters.errors import UnavailableError
+from eventpipeline.api.common import GROUP, VERSION
+
+FINGERPRINT_ANNOTATION = f"{GROUP}/fingerprint"
+PIPELINE_LABEL = f"{GROUP}/pipeline"
+PRINCIPAL_LABEL = f"{GROUP}/principal"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "eventpipeline-operator"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The object a Secret belongs to; garbage collection removes the Secret with it."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def load_configuration() -> None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def fingerprint(data: dict[str, str]) -> str:
+    """Hash of a Secret's data: an edit by hand shows as a mismatch with the annotation."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+class Kube:
+    """The few Kubernetes calls the reconciler makes itself (kopf does the watching)."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    def get_custom(self, plural: str, name: str, namespace: str | None) -> dict[str, Any] | None:
+        """A custom object of our group, or None if it does not exist."""
+        try:
+            if namespace is None:
+                result = self._custom.get_cluster_custom_object(GROUP, VERSION, plural, name)
+            else:
+                result = self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise UnavailableError(f"Kubernetes: reading {plural}/{name} failed ({error.status})") from error
+        return cast(dict[str, Any], result)
+
+    def list_custom(self, plural: str) -> list[dict[str, Any]]:
+        try:
+            result = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        except ApiException as error:
+            raise UnavailableError(f"Kubernetes: listing {plural} failed ({error.status})") from error
+        return list(cast(dict[str, Any], result).get("items", []))
+
+    def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
+        """A Secret's decoded data and its annotations, or None if it does not exist."""
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise UnavailableError(f"Kubernetes: reading Secret {namespace}/{name} failed ({error.status})") from error
+        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        annotations = secret.metadata.annotations if secret.metadata else None
+        return data, dict(annotations or {})
+
+    def write_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: Owner, labels: dict[str, str]
+    ) -> None:
+        """Create or replace an owned Secret, annotated with the fingerprint of its data."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={**labels, MANAGED_BY_LABEL: MANAGER},
+                annotations={FINGERPRINT_ANNOTATION: fingerprint(data)},
+                owner_references=[owner.reference()],
+            ),
+            type="Opaque",
+            string_data=data,
+        )
+        try:
+            try:
+                self._core.create_namespaced_secret(namespace, body)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                self._core.replace_namespaced_secret(name, namespace, body)
+        except ApiException as error:
+            raise UnavailableError(f"Kubernetes: writing Secret {namespace}/{name} failed ({error.status})") from error
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            self._core.delete_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise UnavailableError(f"Kubernetes: deleting Secret {namespace}/{name} failed") from error

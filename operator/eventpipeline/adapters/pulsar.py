@@ -1,0 +1,170 @@
+"""Pulsar administration over the admin REST API v2 (pulsar-client has no admin API), and tokens.
+
+Topics are always created partitioned (one partition is fine): a non-partitioned topic could
+never grow. Grants are per role; a token cannot be revoked, so each credential generation is
+its own role and revocation removes that role's grants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import jwt
+from pydantic import SecretStr
+
+from eventpipeline.adapters.errors import (
+    AdapterError,
+    ConflictError,
+    InvalidRequestError,
+    NotAuthorizedError,
+    UnavailableError,
+)
+from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
+
+
+@dataclass(frozen=True)
+class PulsarAdminSettings:
+    admin_url: str
+    admin_token: SecretStr
+    signing_key: SecretStr
+    tenant: str
+    cluster: str
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
+class PulsarTopic:
+    """A topic's place in Pulsar: tenant / namespace / local name."""
+
+    tenant: str
+    namespace: str
+    name: str
+
+    @property
+    def full_name(self) -> str:
+        return f"persistent://{self.tenant}/{self.namespace}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        return f"/admin/v2/persistent/{quote(self.tenant)}/{quote(self.namespace)}/{quote(self.name)}"
+
+
+def mint_token(signing_key: SecretStr, role: str, expires_at: datetime | None) -> SecretStr:
+    """An HS256 JWT with `sub` = role, the form Pulsar's token authentication provider verifies."""
+    claims: dict[str, Any] = {"sub": role}
+    if expires_at is not None:
+        claims["exp"] = int(expires_at.timestamp())
+    return SecretStr(jwt.encode(claims, signing_key.get_secret_value().encode(), algorithm="HS256"))
+
+
+def token_expiry(now: datetime, rotate_every: timedelta, grace_period: timedelta) -> datetime:
+    """Tokens outlive their rotation and grace by a margin, so a late rotation never strands a client."""
+    return now.astimezone(UTC) + rotate_every + grace_period + max(rotate_every, timedelta(hours=1))
+
+
+class PulsarAdmin:
+    """Typed calls of the admin REST API that the operator needs."""
+
+    def __init__(self, settings: PulsarAdminSettings) -> None:
+        self._settings = settings
+        self._http = httpx.Client(
+            base_url=settings.admin_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
+            timeout=settings.timeout_seconds,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, action: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise UnavailableError(f"Pulsar: {action} failed: {error}") from error
+        if response.status_code in ok:
+            return None
+        if response.status_code >= 400:
+            raise _translate(response, action)
+        return response.json() if response.content else None
+
+    def ping(self) -> None:
+        self._call("GET", "/admin/v2/clusters", "connecting")
+
+    def ensure_namespace(self, tenant: str, namespace: str) -> None:
+        """Create the tenant and namespace if missing (409 means they exist)."""
+        self._call(
+            "PUT",
+            f"/admin/v2/tenants/{quote(tenant)}",
+            f"creating tenant {tenant}",
+            ok=(409,),
+            json={"allowedClusters": [self._settings.cluster], "adminRoles": []},
+        )
+        self._call("PUT", f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}", "creating namespace", ok=(409,))
+
+    def describe_topic(self, topic: PulsarTopic) -> ObservedTopic | None:
+        listing = self._call(
+            "GET",
+            f"/admin/v2/persistent/{quote(topic.tenant)}/{quote(topic.namespace)}/partitioned",
+            f"listing topics of {topic.tenant}/{topic.namespace}",
+            ok=(404,),
+        )
+        if not listing or topic.full_name not in listing:
+            return None
+        metadata = self._call("GET", f"{topic.path}/partitions", f"describing {topic.full_name}")
+        return ObservedTopic(name=topic.full_name, partitions=int(metadata["partitions"]))
+
+    def create_topic(self, topic: PulsarTopic, desired: DesiredTopic) -> None:
+        self._call(
+            "PUT",
+            f"{topic.path}/partitions",
+            f"creating {topic.full_name}",
+            ok=(409,),
+            json=desired.partitions,
+        )
+
+    def grow_partitions(self, topic: PulsarTopic, total: int) -> None:
+        self._call("POST", f"{topic.path}/partitions", f"growing {topic.full_name}", json=total)
+
+    def delete_topic(self, topic: PulsarTopic) -> None:
+        self._call(
+            "DELETE", f"{topic.path}/partitions", f"deleting {topic.full_name}", ok=(404,), params={"force": "true"}
+        )
+
+    def permissions(self, topic: PulsarTopic) -> dict[str, frozenset[str]]:
+        """Role → actions granted on the topic itself."""
+        granted = self._call("GET", f"{topic.path}/permissions", f"reading permissions of {topic.full_name}")
+        return {role: frozenset(actions) for role, actions in (granted or {}).items()}
+
+    def grant(self, topic: PulsarTopic, role: str, actions: frozenset[str]) -> None:
+        self._call(
+            "POST",
+            f"{topic.path}/permissions/{quote(role)}",
+            f"granting {sorted(actions)} to {role}",
+            json=sorted(actions),
+        )
+
+    def revoke(self, topic: PulsarTopic, role: str) -> None:
+        self._call("DELETE", f"{topic.path}/permissions/{quote(role)}", f"revoking {role}", ok=(404, 412))
+
+    def reset_cursor(self, topic: PulsarTopic, subscription: str, timestamp_ms: int) -> None:
+        self._call(
+            "POST",
+            f"{topic.path}/subscription/{quote(subscription)}/resetcursor/{timestamp_ms}",
+            f"resetting {subscription}",
+        )
+
+
+def _translate(response: httpx.Response, action: str) -> AdapterError:
+    detail = response.text[:300]
+    text = f"Pulsar: {action} failed ({response.status_code}): {detail}"
+    if response.status_code in (401, 403):
+        return NotAuthorizedError(text + "; check the broker's admin token Secret")
+    if response.status_code == 409:
+        return ConflictError(text)
+    if response.status_code in (400, 412, 422):
+        return InvalidRequestError(text)
+    return UnavailableError(text)

@@ -1,0 +1,274 @@
+"""Kafka and Pulsar behind one interface: what a pipeline's reconciliation asks of a broker.
+
+Each backend combines an adapter (I/O) with the pure planning of `planning/` so the pipeline
+reconciler never branches on the broker type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import SecretStr
+
+from eventpipeline.adapters.kafka import KafkaAdmin, new_password
+from eventpipeline.adapters.pulsar import PulsarAdmin, PulsarTopic, mint_token, token_expiry
+from eventpipeline.planning import access, secrets
+from eventpipeline.planning.principals import Grantee
+from eventpipeline.planning.topic import DesiredTopic, plan_topic
+
+
+@dataclass(frozen=True)
+class TopicResult:
+    name: str
+    partitions: int
+    created: bool = False
+    grown_from: int | None = None
+    config_changed: tuple[str, ...] = ()
+    shrink_refused_from: int | None = None
+
+
+@dataclass(frozen=True)
+class AccessResult:
+    added: int = 0
+    removed: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What on the broker belongs to one pipeline: its principals' prefix and granted externals."""
+
+    principal_prefix: str
+    externals: frozenset[str]
+
+    def owns(self, principal: str) -> bool:
+        bare = principal.removeprefix("User:")
+        return bare.startswith(self.principal_prefix) or principal in self.externals
+
+
+class BrokerBackend(Protocol):
+    """The broker operations of one reconciliation."""
+
+    type: str
+
+    def ping(self) -> None: ...
+
+    def full_topic(self, topic: str, namespace: str) -> str: ...
+
+    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult: ...
+
+    def delete_topic(self, topic: str, namespace: str) -> None: ...
+
+    def credential_exists(self, username: str) -> bool: ...
+
+    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr: ...
+
+    def revoke_credential(self, username: str) -> None: ...
+
+    def sync_access(
+        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+    ) -> AccessResult: ...
+
+    def remove_access(
+        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
+    ) -> None: ...
+
+    def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]: ...
+
+    def connection_payload(
+        self, connection_id: str, username: str, credential: SecretStr, group: str
+    ) -> dict[str, Any]: ...
+
+
+class KafkaBackend:
+    """Topics, SCRAM users and literal ACLs on a Kafka cluster."""
+
+    type = "Kafka"
+
+    def __init__(self, admin: KafkaAdmin, endpoint: secrets.KafkaEndpoint, default_replication: int) -> None:
+        self._admin = admin
+        self._endpoint = endpoint
+        self._default_replication = default_replication
+
+    def ping(self) -> None:
+        self._admin.ping()
+
+    def full_topic(self, topic: str, namespace: str) -> str:
+        return topic
+
+    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult:
+        if desired.replication_factor is None:
+            desired = DesiredTopic(desired.name, desired.partitions, self._default_replication, desired.config)
+        observed = self._admin.describe_topic(desired.name)
+        changes = plan_topic(desired, observed)
+        if changes.create:
+            self._admin.create_topic(desired)
+            return TopicResult(desired.name, desired.partitions, created=True)
+        assert observed is not None
+        if changes.grow_partitions_to is not None:
+            self._admin.grow_partitions(desired.name, changes.grow_partitions_to)
+        if changes.set_config:
+            self._admin.set_topic_config(desired.name, changes.set_config)
+        return TopicResult(
+            desired.name,
+            changes.grow_partitions_to or observed.partitions,
+            grown_from=observed.partitions if changes.grow_partitions_to else None,
+            config_changed=tuple(sorted(changes.set_config)),
+            shrink_refused_from=changes.shrink_refused_from,
+        )
+
+    def delete_topic(self, topic: str, namespace: str) -> None:
+        self._admin.delete_topic(topic)
+
+    def credential_exists(self, username: str) -> bool:
+        return username in self._admin.scram_users([username])
+
+    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr:
+        password = new_password()
+        self._admin.upsert_scram_user(username, password)
+        return password
+
+    def revoke_credential(self, username: str) -> None:
+        self._admin.delete_scram_user(username)
+
+    def sync_access(
+        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+    ) -> AccessResult:
+        desired = access.desired_kafka_acls(topic, grantees, dead_letter)
+        resources = {(acl.resource_type, acl.resource_name) for acl in desired}
+        resources.add(("TOPIC", topic))
+        if dead_letter:
+            resources.add(("TOPIC", dead_letter))
+        actual = self._admin.acls_on(sorted(resources))
+        owned = {acl for acl in actual if ownership.owns(acl.principal)}
+        diff = access.diff_owned(desired, actual, owned)
+        self._admin.create_acls(diff.to_add)
+        self._admin.delete_acls(diff.to_remove)
+        return AccessResult(
+            len(diff.to_add),
+            len(diff.to_remove),
+            [f"+{_describe(acl)}" for acl in sorted(diff.to_add)]
+            + [f"-{_describe(acl)}" for acl in sorted(diff.to_remove)],
+        )
+
+    def remove_access(
+        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
+    ) -> None:
+        """On deletion: every owned ACL on the topics and on the pipeline's consumer groups."""
+        resources = [("TOPIC", topic)] + [("GROUP", group) for group in groups]
+        if dead_letter:
+            resources.append(("TOPIC", dead_letter))
+        actual = self._admin.acls_on(resources)
+        self._admin.delete_acls({acl for acl in actual if ownership.owns(acl.principal)})
+
+    def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]:
+        return secrets.kafka_secret_data(self._endpoint, username, credential)
+
+    def connection_payload(
+        self, connection_id: str, username: str, credential: SecretStr, group: str
+    ) -> dict[str, Any]:
+        return secrets.kafka_connection(connection_id, self._endpoint, username, credential, group)
+
+
+def _describe(acl: access.KafkaAcl) -> str:
+    return f"{acl.principal} {acl.operation} {acl.resource_type.lower()} {acl.resource_name}"
+
+
+class PulsarBackend:
+    """Partitioned topics, per-role grants and JWTs on a Pulsar cluster."""
+
+    type = "Pulsar"
+
+    def __init__(
+        self,
+        admin: PulsarAdmin,
+        endpoint: secrets.PulsarEndpoint,
+        signing_key: SecretStr,
+        tenant: str,
+        namespace_template: str,
+    ) -> None:
+        self._admin = admin
+        self._endpoint = endpoint
+        self._signing_key = signing_key
+        self._tenant = tenant
+        self._namespace_template = namespace_template
+
+    def _topic(self, topic: str, namespace: str) -> PulsarTopic:
+        return PulsarTopic(self._tenant, self._namespace_template.format(namespace=namespace), topic)
+
+    def ping(self) -> None:
+        self._admin.ping()
+
+    def full_topic(self, topic: str, namespace: str) -> str:
+        return self._topic(topic, namespace).full_name
+
+    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult:
+        topic = self._topic(desired.name, namespace)
+        self._admin.ensure_namespace(topic.tenant, topic.namespace)
+        observed = self._admin.describe_topic(topic)
+        changes = plan_topic(desired, observed)
+        if changes.create:
+            self._admin.create_topic(topic, desired)
+            return TopicResult(topic.full_name, desired.partitions, created=True)
+        assert observed is not None
+        if changes.grow_partitions_to is not None:
+            self._admin.grow_partitions(topic, changes.grow_partitions_to)
+        return TopicResult(
+            topic.full_name,
+            changes.grow_partitions_to or observed.partitions,
+            grown_from=observed.partitions if changes.grow_partitions_to else None,
+            shrink_refused_from=changes.shrink_refused_from,
+        )
+
+    def delete_topic(self, topic: str, namespace: str) -> None:
+        self._admin.delete_topic(self._topic(topic, namespace))
+
+    def credential_exists(self, username: str) -> bool:
+        return True  # a token lives in its Secret only; validity is the role's grants
+
+    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr:
+        rotate_every, grace_period = lifetime
+        return mint_token(self._signing_key, username, token_expiry(now, rotate_every, grace_period))
+
+    def revoke_credential(self, username: str) -> None:
+        """Nothing to delete: sync_access already revoked the role's grants."""
+
+    def sync_access(
+        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+    ) -> AccessResult:
+        details: list[str] = []
+        added = removed = 0
+        targets = [(topic, list(grantees))]
+        if dead_letter:
+            targets.append((dead_letter, [g for g in grantees if g.writes_dead_letter]))
+        for name, wanted in targets:
+            pulsar_topic = self._topic(name, namespace)
+            desired = access.desired_pulsar_grants(wanted, dead_letter_topic=name == dead_letter)
+            actual = self._admin.permissions(pulsar_topic)
+            owned = {role for role in actual if ownership.owns(role)}
+            to_grant, to_revoke = access.diff_pulsar_grants(desired, actual, owned)
+            for role, actions in sorted(to_grant.items()):
+                self._admin.grant(pulsar_topic, role, actions)
+                details.append(f"+{role} {'+'.join(sorted(actions))} {name}")
+            for role in sorted(to_revoke):
+                self._admin.revoke(pulsar_topic, role)
+                details.append(f"-{role} {name}")
+            added += len(to_grant)
+            removed += len(to_revoke)
+        return AccessResult(added, removed, details)
+
+    def remove_access(
+        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
+    ) -> None:
+        self.sync_access(topic, namespace, [], ownership, dead_letter)
+
+    def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]:
+        return secrets.pulsar_secret_data(self._endpoint, username, credential)
+
+    def connection_payload(
+        self, connection_id: str, username: str, credential: SecretStr, group: str
+    ) -> dict[str, Any]:
+        return secrets.pulsar_connection(connection_id, self._endpoint, username, credential)
