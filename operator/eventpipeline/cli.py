@@ -48,6 +48,13 @@ def _crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from eventpipeline import controller  # noqa: PLC0415 - kopf loads only for this command
+
+    controller.run(peering=args.peering, liveness=args.liveness, verbose=args.verbose)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventpipeline", description=__doc__)
     parser.add_argument("--version", action="version", version=f"eventpipeline {__version__}")
@@ -61,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev_commands.add_parser("down", help="stop what `dev up` started").set_defaults(handler=_dev_down)
     dev_commands.add_parser("status", help="components, processes, log files").set_defaults(handler=_dev_status)
     dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(handler=_dev_env)
+    run = commands.add_parser("run", help="run the controller (uses $KUBECONFIG or the in-cluster account)")
+    run.add_argument("--peering", help="kopf peering name; set when running several replicas")
+    run.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--verbose", action="store_true")
+    run.set_defaults(handler=_run)
+
     crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")
     crds.set_defaults(handler=_crds)

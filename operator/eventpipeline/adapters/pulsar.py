@@ -7,6 +7,8 @@ its own role and revocation removes that role's grants.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,11 +56,19 @@ class PulsarTopic:
 
 
 def mint_token(signing_key: SecretStr, role: str, expires_at: datetime | None) -> SecretStr:
-    """An HS256 JWT with `sub` = role, the form Pulsar's token authentication provider verifies."""
+    """An HS256 JWT with `sub` = role, the form Pulsar's token authentication provider verifies.
+
+    `signing_key` is the base64 text of the raw key bytes (what `pulsar tokens
+    create-secret-key --base64` prints, and what `tokenSecretKey=data:;base64,...` holds).
+    """
     claims: dict[str, Any] = {"sub": role}
     if expires_at is not None:
         claims["exp"] = int(expires_at.timestamp())
-    return SecretStr(jwt.encode(claims, signing_key.get_secret_value().encode(), algorithm="HS256"))
+    try:
+        key = base64.b64decode(signing_key.get_secret_value(), validate=True)
+    except binascii.Error as error:
+        raise InvalidRequestError("the broker's signingKey is not base64 text of the HS256 key") from error
+    return SecretStr(jwt.encode(claims, key, algorithm="HS256"))
 
 
 def token_expiry(now: datetime, rotate_every: timedelta, grace_period: timedelta) -> datetime:

@@ -41,7 +41,7 @@ class PulsarSettings(ApiModel):
     admin_url: str = Field(min_length=1, description="http(s):// URL of the admin REST API.")
     admin_secret_ref: SecretKeyRef = Field(
         description="Secret with key `token` (a super-user JWT) and key `signingKey` "
-        "(the HS256 key the brokers verify tokens with; the operator signs client tokens with it)."
+        "(base64 of the HS256 key the brokers verify tokens with; the operator signs client tokens with it)."
     )
     tenant: str = Field(
         default="eventpipeline",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import cast
 
 from eventpipeline.devenv.component import Component
+from eventpipeline.devenv.register import register
 from eventpipeline.devenv.runtime import (
     ComponentError,
     Layout,
@@ -130,6 +131,8 @@ def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None) -> S
             info.components.append(name)
             _write_stack(layout, info)
             report.step(name, "healthy")
+        if "kube" in info.components:
+            register(layout, report, info.exports)
     except BaseException:
         report.step("stack", "start failed; stopping what was started")
         down(layout, report)

@@ -54,6 +54,7 @@ class ResolvedAirflow:
     spec: AirflowInstanceSpec
     connections: AirflowConnections
     settings: AirflowSettings
+    tokens: AirflowTokens
 
 
 class References:
@@ -65,7 +66,7 @@ class References:
         self._brokers: dict[str, tuple[str, ResolvedBroker]] = {}
         self._airflows: dict[str, tuple[str, ResolvedAirflow]] = {}
 
-    def _load(self, kind: str, name: str, namespace: str) -> tuple[dict[str, Any], str | None, str]:
+    def _load(self, kind: str, name: str, namespace: str | None) -> tuple[dict[str, Any], str | None, str]:
         scope = None if kind.startswith("Cluster") else namespace
         body = self._kube.get_custom(PLURALS[kind], name, scope)
         where = f"{kind} {name}" if scope is None else f"{kind} {scope}/{name}"
@@ -101,7 +102,8 @@ class References:
             )
         return data
 
-    def broker(self, ref: BrokerRef, namespace: str) -> ResolvedBroker:
+    def broker(self, ref: BrokerRef, namespace: str | None, *, check_namespace: bool = True) -> ResolvedBroker:
+        """The broker a reference names, usable from `namespace` (None: the broker's own check)."""
         body, scope, where = self._load(ref.kind, ref.name, namespace)
         try:
             spec = BrokerSpec.model_validate(body.get("spec", {}))
@@ -109,7 +111,8 @@ class References:
             raise UnresolvedReferenceError(
                 "BrokerInvalid", f"{where} is invalid: {error.errors()[0]['msg']}"
             ) from error
-        self._allowed(spec.allowed_namespaces, scope, namespace, where)
+        if check_namespace and namespace is not None:
+            self._allowed(spec.allowed_namespaces, scope, namespace, where)
         key = f"{ref.kind}/{scope or ''}/{ref.name}"
         if spec.kafka is not None:
             secret = self._secret(spec.kafka.admin_secret_ref, scope, ("username", "password"), where)
@@ -125,10 +128,13 @@ class References:
             self._brokers[key] = (version, resolved)
             return resolved
 
-    def airflow(self, ref: AirflowInstanceRef, namespace: str) -> ResolvedAirflow:
+    def airflow(
+        self, ref: AirflowInstanceRef, namespace: str | None, *, check_namespace: bool = True
+    ) -> ResolvedAirflow:
         body, scope, where = self._load(ref.kind, ref.name, namespace)
         spec = AirflowInstanceSpec.model_validate(body.get("spec", {}))
-        self._allowed(spec.allowed_namespaces, scope, namespace, where)
+        if check_namespace and namespace is not None:
+            self._allowed(spec.allowed_namespaces, scope, namespace, where)
         secret = self._secret(spec.credentials_secret_ref, scope, ("username", "password"), where)
         key = f"{ref.kind}/{scope or ''}/{ref.name}"
         version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret})
@@ -137,7 +143,8 @@ class References:
             if cached is not None and cached[0] == version:
                 return cached[1]
             settings = AirflowSettings(spec.api_url, secret["username"], SecretStr(secret["password"]))
-            resolved = ResolvedAirflow(key, spec, AirflowConnections(settings, AirflowTokens(settings)), settings)
+            tokens = AirflowTokens(settings)
+            resolved = ResolvedAirflow(key, spec, AirflowConnections(settings, tokens), settings, tokens)
             self._airflows[key] = (version, resolved)
             return resolved
 

@@ -1,0 +1,67 @@
+"""What the handlers share: settings read once at start-up and the long-lived service objects."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from eventpipeline.adapters.kube import Kube, load_configuration
+from eventpipeline.api.common import GROUP
+from eventpipeline.reconciler.pipeline import PipelineReconciler
+from eventpipeline.reconciler.references import References
+
+
+def _seconds(variable: str, default: float) -> float:
+    return float(os.environ.get(variable, default))
+
+
+# How often converged objects are re-checked for drift and due rotations.
+RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 60)
+# Deletion retries before giving up on a broker or Airflow that is gone for good.
+DELETE_ATTEMPTS = int(_seconds("EVENTPIPELINE_DELETE_ATTEMPTS", 5))
+DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
+# Reconciliations in parallel (kopf runs synchronous handlers in a thread pool).
+WORKERS = int(_seconds("EVENTPIPELINE_WORKERS", 16))
+
+
+@dataclass
+class Services:
+    kube: Kube
+    references: References
+    reconciler: PipelineReconciler
+
+
+_services: Services | None = None
+_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+
+
+def services() -> Services:
+    global _services  # noqa: PLW0603 - one set of clients per process, built on first use
+    if _services is None:
+        load_configuration()
+        kube = Kube()
+        references = References(kube)
+        _services = Services(kube, references, PipelineReconciler(kube, references))
+    return _services
+
+
+def object_lock(uid: str) -> threading.Lock:
+    """Timers and change handlers of one object must not reconcile it at the same time."""
+    return _locks[uid]
+
+
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP, key="last-handled")
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Our own Events say what changed; kopf's per-handler success Events would drown them.
+    settings.posting.level = logging.ERROR
+    settings.execution.max_workers = WORKERS
+    settings.networking.request_timeout = 60
+    settings.watching.server_timeout = 300
