@@ -1,0 +1,106 @@
+"""The API server itself refuses invalid pipelines, with a message that says what to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from tests.integration.support import Kube, unique
+
+pytestmark = pytest.mark.integration
+
+VALID: dict[str, Any] = {"brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"}, "topic": {"partitions": 3}}
+
+
+def refused(kube: Kube, namespace: str, spec: dict[str, Any], name: str | None = None) -> str:
+    with pytest.raises(ApiException) as caught:
+        kube.create_pipeline(namespace, name or unique("bad"), spec)
+    assert caught.value.status == 422, caught.value.body
+    return str(caught.value.body)
+
+
+def refused_update(kube: Kube, namespace: str, patch: dict[str, Any]) -> str:
+    name = unique("ok")
+    kube.create_pipeline(namespace, name, VALID)
+    with pytest.raises(ApiException) as caught:
+        kube.patch_pipeline(namespace, name, patch)
+    assert caught.value.status == 422, caught.value.body
+    return str(caught.value.body)
+
+
+def test_shrinking_partitions_is_refused_at_admission(kube: Kube, namespace: str) -> None:
+    body = refused_update(kube, namespace, {"spec": {"topic": {"partitions": 2}}})
+    assert "partitions can only grow" in body
+
+
+def test_growing_partitions_is_accepted(kube: Kube, namespace: str) -> None:
+    name = unique("grow")
+    kube.create_pipeline(namespace, name, VALID)
+    updated = kube.patch_pipeline(namespace, name, {"spec": {"topic": {"partitions": 4}}})
+    assert updated["spec"]["topic"]["partitions"] == 4
+
+
+def test_topic_name_cannot_change(kube: Kube, namespace: str) -> None:
+    assert "topic.name cannot change" in refused_update(
+        kube, namespace, {"spec": {"topic": {"name": f"{namespace}.x"}}}
+    )
+
+
+def test_broker_cannot_change(kube: Kube, namespace: str) -> None:
+    body = refused_update(kube, namespace, {"spec": {"brokerRef": {"name": "local-pulsar"}}})
+    assert "brokerRef cannot change" in body
+
+
+def test_grace_period_must_be_shorter_than_rotation(kube: Kube, namespace: str) -> None:
+    spec = {**VALID, "credentials": {"rotateEvery": "1h", "gracePeriod": "2h"}}
+    assert "gracePeriod must be shorter" in refused(kube, namespace, spec)
+
+
+def test_malformed_duration_is_refused(kube: Kube, namespace: str) -> None:
+    body = refused(kube, namespace, {**VALID, "credentials": {"rotateEvery": "one day"}})
+    assert "rotateEvery" in body
+
+
+def test_topic_name_outside_kafka_limits_is_refused(kube: Kube, namespace: str) -> None:
+    assert "topic.name" in refused(kube, namespace, {**VALID, "topic": {"name": "has spaces/and slashes"}})
+    assert "topic.name" in refused(kube, namespace, {**VALID, "topic": {"name": "x" * 246}})
+
+
+def test_listener_principal_name_is_reserved(kube: Kube, namespace: str) -> None:
+    assert "reserved for the trigger listener" in refused(
+        kube, namespace, {**VALID, "producers": [{"name": "listener"}]}
+    )
+
+
+def test_principal_in_both_lists_is_refused(kube: Kube, namespace: str) -> None:
+    spec = {**VALID, "producers": [{"name": "app"}], "consumers": [{"name": "app"}]}
+    assert "producers or in consumers" in refused(kube, namespace, spec)
+
+
+def test_asset_event_mode_needs_an_asset(kube: Kube, namespace: str) -> None:
+    spec = {**VALID, "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "d", "mode": "AssetEvent"}}}
+    assert "assetUri is required" in refused(kube, namespace, spec)
+
+
+def test_unknown_fields_are_refused_by_strict_validation(kube: Kube, namespace: str) -> None:
+    with pytest.raises(ApiException) as caught:
+        kube.custom.create_namespaced_custom_object(
+            "eventpipeline.dev",
+            "v1alpha1",
+            namespace,
+            "eventpipelines",
+            {
+                "apiVersion": "eventpipeline.dev/v1alpha1",
+                "kind": "EventPipeline",
+                "metadata": {"name": unique("u")},
+                "spec": {**VALID, "partitons": 3},
+            },
+            field_validation="Strict",
+        )
+    assert "partitons" in str(caught.value.body)
+
+
+def test_long_names_are_refused(kube: Kube, namespace: str) -> None:
+    assert "at most 63 characters" in refused(kube, namespace, VALID, name="p" * 70)

@@ -1,0 +1,252 @@
+"""EventPipelines on the real Kafka broker: topic, exact ACLs, SCRAM credentials in Secrets,
+the Airflow connection, drift repair, partition growth and clean deletion."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from eventpipeline.devenv.runtime import Layout
+from tests.integration.support import Kube, eventually, unique
+
+pytestmark = pytest.mark.integration
+TIMEOUT = 15
+
+
+def admin(exports: Mapping[str, str]) -> AdminClient:
+    return AdminClient(
+        {
+            "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": exports["KAFKA_ADMIN_USER"],
+            "sasl.password": exports["KAFKA_ADMIN_PASSWORD"],
+        }
+    )
+
+
+def produce(secret: Mapping[str, str], topic: str) -> KafkaError | None:
+    """Produce one message with a pipeline Secret's settings; the delivery error, if any."""
+    producer = Producer(
+        {
+            "bootstrap.servers": secret["bootstrap.servers"],
+            "security.protocol": secret["security.protocol"],
+            "sasl.mechanism": secret["sasl.mechanism"],
+            "sasl.username": secret["username"],
+            "sasl.password": secret["password"],
+            "message.timeout.ms": 10000,
+        }
+    )
+    outcome: list[KafkaError | None] = []
+    producer.produce(topic, b"hello", on_delivery=lambda error, _msg: outcome.append(error))
+    producer.flush(15)
+    assert outcome, "no delivery report within 15 s"
+    return outcome[0]
+
+
+def acls_on_topic(client: AdminClient, topic: str) -> set[tuple[str, str, str]]:
+    acl_filter = AclBindingFilter(
+        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, None, None, AclOperation.ANY, AclPermissionType.ANY
+    )
+    bindings = client.describe_acls(acl_filter, request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    return {(b.principal, b.operation.name, b.permission_type.name) for b in bindings}
+
+
+def topic_partitions(client: AdminClient, topic: str) -> int | None:
+    metadata = client.list_topics(topic=topic, timeout=TIMEOUT).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        return None
+    return len(metadata.partitions)
+
+
+def spec(**extra: Any) -> dict[str, Any]:
+    return {
+        "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
+        "topic": {"partitions": 2, "deletionPolicy": "Delete", "config": {"retention.ms": "3600000"}},
+        "producers": [{"name": "checkout"}],
+        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "process_orders"}},
+        **extra,
+    }
+
+
+def airflow_connection(exports: Mapping[str, str], connection_id: str) -> httpx.Response:
+    token = httpx.post(
+        f"{exports['AIRFLOW_API_URL']}/auth/token",
+        json={"username": exports["AIRFLOW_USERNAME"], "password": exports["AIRFLOW_PASSWORD"]},
+        timeout=TIMEOUT,
+    ).json()["access_token"]
+    return httpx.get(
+        f"{exports['AIRFLOW_API_URL']}/api/v2/connections/{connection_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+
+
+def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    exports = stack.exports
+    kafka = admin(exports)
+    kube.create_pipeline(namespace, "orders", spec())
+    kube.wait_condition(namespace, "orders", "Ready", "True", timeout=120)
+    topic = f"{namespace}.orders"
+    status = kube.get_pipeline(namespace, "orders")["status"]  # type: ignore[index]
+    assert status["topic"] == topic and status["brokerType"] == "Kafka"
+
+    # The broker's own view: topic, config, and exactly the ACLs least privilege allows.
+    assert topic_partitions(kafka, topic) == 2
+    producer_user = f"ep.{namespace}.orders.checkout-a"
+    listener_user = f"ep.{namespace}.orders.listener-a"
+    assert acls_on_topic(kafka, topic) == {
+        (f"User:{producer_user}", "WRITE", "ALLOW"),
+        (f"User:{producer_user}", "DESCRIBE", "ALLOW"),
+        (f"User:{listener_user}", "READ", "ALLOW"),
+        (f"User:{listener_user}", "DESCRIBE", "ALLOW"),
+    }
+    assert acls_on_topic(kafka, f"{topic}.dlq") == {
+        (f"User:{listener_user}", "WRITE", "ALLOW"),
+        (f"User:{listener_user}", "DESCRIBE", "ALLOW"),
+    }
+
+    # The producer's Secret works on its topic, and only there.
+    secret = kube.secret(namespace, "orders-checkout-credentials")
+    assert secret is not None and secret["username"] == producer_user
+    assert f'username="{producer_user}"' in secret["sasl.jaas.config"]
+    assert produce(secret, topic) is None
+    refused = produce(secret, f"{topic}.dlq")
+    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    # The password never shows in status or events.
+    text = str(kube.get_pipeline(namespace, "orders")) + str(kube.events(namespace, "orders"))
+    assert secret["password"] not in text
+
+    # The Airflow connection carries the listener's settings.
+    connection = airflow_connection(exports, f"{namespace}_orders")
+    assert connection.status_code == 200, connection.text
+    body = connection.json()
+    assert body["conn_type"] == "kafka"
+    assert f'"sasl.username": "{listener_user}"' in body["extra"]
+    assert exports["KAFKA_BOOTSTRAP_SERVERS"] in body["extra"]
+
+
+def test_producer_is_refused_on_another_pipelines_topic(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kube.create_pipeline(namespace, "first", spec())
+    kube.create_pipeline(namespace, "second", spec())
+    kube.wait_condition(namespace, "first", "Ready", "True")
+    kube.wait_condition(namespace, "second", "Ready", "True")
+    first = kube.secret(namespace, "first-checkout-credentials")
+    assert first is not None
+    error = produce(first, f"{namespace}.second")
+    assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_acl_deleted_by_hand_is_repaired_and_reported(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kafka = admin(stack.exports)
+    kube.create_pipeline(namespace, "drift", spec())
+    kube.wait_condition(namespace, "drift", "Ready", "True")
+    topic = f"{namespace}.drift"
+    user = f"User:ep.{namespace}.drift.checkout-a"
+    binding = AclBinding(
+        ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, user, "*", AclOperation.WRITE, AclPermissionType.ALLOW
+    )
+    for future in kafka.delete_acls([binding]).values():
+        future.result(timeout=TIMEOUT)
+    assert (user, "WRITE", "ALLOW") not in acls_on_topic(kafka, topic)
+    eventually(lambda: (user, "WRITE", "ALLOW") in acls_on_topic(kafka, topic), timeout=60, what="the ACL to return")
+    eventually(
+        lambda: any(reason == "AccessRepaired" for _, reason, _ in kube.events(namespace, "drift")),
+        timeout=30,
+        what="an AccessRepaired event",
+    )
+
+
+def test_partitions_grow_on_the_broker(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kafka = admin(stack.exports)
+    kube.create_pipeline(namespace, "grow", spec())
+    kube.wait_condition(namespace, "grow", "Ready", "True")
+    kube.patch_pipeline(namespace, "grow", {"spec": {"topic": {"partitions": 5}}})
+    eventually(lambda: topic_partitions(kafka, f"{namespace}.grow") == 5, timeout=60, what="5 partitions")
+
+
+def test_deleting_the_pipeline_removes_topic_credentials_acls_and_connection(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    exports = stack.exports
+    kafka = admin(exports)
+    kube.create_pipeline(namespace, "gone", spec())
+    kube.wait_condition(namespace, "gone", "Ready", "True")
+    topic = f"{namespace}.gone"
+    kube.delete_pipeline(namespace, "gone")
+    eventually(lambda: kube.get_pipeline(namespace, "gone") is None, timeout=60, what="the pipeline to be deleted")
+    eventually(lambda: topic_partitions(kafka, topic) is None, timeout=30, what="the topic to be deleted")
+    assert acls_on_topic(kafka, topic) == set()
+    users = kafka.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
+    assert not [user for user in users if user.startswith(f"ep.{namespace}.gone.")]
+    assert airflow_connection(exports, f"{namespace}_gone").status_code == 404
+    # Owner references: the controller-manager's garbage collector removes the Secrets.
+    eventually(lambda: kube.secret(namespace, "gone-checkout-credentials") is None, timeout=60, what="GC of the Secret")
+
+
+def test_retained_topic_survives_deletion(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kafka = admin(stack.exports)
+    retained = spec()
+    retained["topic"] = {"partitions": 1}
+    kube.create_pipeline(namespace, "kept", retained)
+    kube.wait_condition(namespace, "kept", "Ready", "True")
+    kube.delete_pipeline(namespace, "kept")
+    eventually(lambda: kube.get_pipeline(namespace, "kept") is None, timeout=60, what="the pipeline to be deleted")
+    assert topic_partitions(kafka, f"{namespace}.kept") == 1
+    assert acls_on_topic(kafka, f"{namespace}.kept") == set()
+
+
+def test_broker_not_open_to_the_namespace_gives_a_clear_reason(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    broker = unique("closed")
+    body = kube.custom.get_cluster_custom_object("eventpipeline.dev", "v1alpha1", "clusterbrokers", "local-kafka")
+    closed = {
+        "apiVersion": "eventpipeline.dev/v1alpha1",
+        "kind": "ClusterBroker",
+        "metadata": {"name": broker},
+        "spec": {**body["spec"], "allowedNamespaces": ["only-this-one"]},
+    }
+    kube.custom.create_cluster_custom_object("eventpipeline.dev", "v1alpha1", "clusterbrokers", closed)
+    try:
+        kube.create_pipeline(namespace, "denied", {**spec(), "brokerRef": {"kind": "ClusterBroker", "name": broker}})
+        condition = kube.wait_condition(namespace, "denied", "Ready", "False", reason="NamespaceNotAllowed")
+        assert "allowedNamespaces" in condition["message"]
+    finally:
+        kube.custom.delete_cluster_custom_object("eventpipeline.dev", "v1alpha1", "clusterbrokers", broker)
+
+
+def test_topic_owned_by_another_pipeline_is_refused(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kube.create_pipeline(namespace, "owner", {**spec(), "topic": {"name": f"{namespace}.shared"}})
+    kube.wait_condition(namespace, "owner", "Ready", "True")
+    kube.create_pipeline(namespace, "intruder", {**spec(), "topic": {"name": f"{namespace}.shared"}})
+    condition = kube.wait_condition(namespace, "intruder", "Ready", "False", reason="TopicConflict")
+    assert f"{namespace}/owner" in condition["message"]
+
+
+def test_topic_outside_the_namespace_template_is_refused(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    kube.create_pipeline(namespace, "elsewhere", {**spec(), "topic": {"name": "payments.ledger"}})
+    condition = kube.wait_condition(namespace, "elsewhere", "Ready", "False", reason="TopicNameNotAllowed")
+    assert "does not match the broker's template" in condition["message"]
+
+
+def test_operator_log_is_structured(stack: Any, operator: Any) -> None:
+    log = Layout.from_environment().log_path("operator-under-test").read_text().splitlines()
+    json_lines = [line for line in log if line.startswith("{")]
+    assert json_lines, "the operator wrote no JSON log lines"

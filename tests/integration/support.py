@@ -1,0 +1,103 @@
+"""Helpers the integration tests share: Kubernetes objects, waits, broker clients."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
+T = TypeVar("T")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:
+    """Poll until `check` returns a truthy value (returned) or raise with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except AssertionError as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+class Kube:
+    """The test's view of the API server."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def create_pipeline(self, namespace: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EventPipeline", "metadata": {"name": name}, "spec": spec}
+        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", body))
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", name))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def patch_pipeline(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", name, patch)
+        )
+
+    def delete_pipeline(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", name)
+
+    def condition(self, namespace: str, name: str, condition_type: str) -> dict[str, Any] | None:
+        body = self.get_pipeline(namespace, name) or {}
+        for condition in body.get("status", {}).get("conditions", []):
+            if condition["type"] == condition_type:
+                return dict(condition)
+        return None
+
+    def wait_condition(
+        self,
+        namespace: str,
+        name: str,
+        condition_type: str,
+        status: str,
+        *,
+        timeout: float = 120,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            condition = self.condition(namespace, name, condition_type)
+            assert condition is not None, f"no {condition_type} condition yet"
+            matches = condition["status"] == status and (reason is None or condition["reason"] == reason)
+            assert matches, condition
+            return condition
+
+        return eventually(check, timeout=timeout, what=f"{condition_type}={status} on {namespace}/{name}")
+
+    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+    def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
+        events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
+        return [(event.type, event.reason, event.message) for event in events.items]
