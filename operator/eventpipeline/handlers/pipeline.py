@@ -44,8 +44,9 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch, topic_claims: kopf.Index[str,
         result = services.reconciler.reconcile(
             pipeline, lambda broker, topic: list(topic_claims.get(f"{broker}|{topic}", []))
         )
-    old = wire(pipeline.status)
-    new = wire(result.status)
+    # status.listener belongs to the trigger listener; the controller never writes it.
+    old = {key: value for key, value in wire(pipeline.status).items() if key != "listener"}
+    new = {key: value for key, value in wire(result.status).items() if key != "listener"}
     if new != old:
         # A merge patch keeps keys it is not told to remove: null out what disappeared.
         patch.status.update({key: None for key in old if key not in new})
