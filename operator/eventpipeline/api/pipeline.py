@@ -273,6 +273,9 @@ class ListenerStatus(ApiModel):
     last_run_id: str | None = None
     updated_at: str | None = None
     replay: str | None = Field(default=None, description="Outcome of the last replay request.")
+    error: str | None = Field(
+        default=None, description="Why the listener cannot consume or trigger right now (e.g. credential refused)."
+    )
 
 
 class EventPipelineStatus(ApiModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -29,7 +29,7 @@ from eventpipeline.api.pipeline import LISTENER_PRINCIPAL, EventPipelineSpec, Ev
 from eventpipeline.planning import conditions, naming
 from eventpipeline.planning import secrets as secret_formats
 from eventpipeline.planning.conditions import Outcome
-from eventpipeline.planning.credentials import iso, plan_credential, status_after, valid_usernames
+from eventpipeline.planning.credentials import iso, parse_iso, plan_credential, status_after, valid_usernames
 from eventpipeline.planning.principals import grantees, managed_principals
 from eventpipeline.planning.topic import DesiredTopic
 from eventpipeline.reconciler.backends import BrokerBackend, Ownership
@@ -156,6 +156,11 @@ class PipelineReconciler:
                 waiting = f"waiting for {blocked.type}" if blocked else "not reached"
                 parts.append(Outcome(missing, "Unknown", "Waiting", waiting))
             outcomes = [conditions.ready_summary(parts), *parts]
+            listener = listener_outcome(run.pipeline, run.now)
+            if listener is not None:
+                outcomes.append(listener)
+                if listener.status == "False" and outcomes[0].status == "True":
+                    outcomes[0] = Outcome("Ready", "False", listener.reason, listener.message)
         else:
             outcomes = run.outcomes
         before = run.pipeline.status.conditions
@@ -447,6 +452,36 @@ class PipelineReconciler:
         elif topic is not None:
             notes.append(Note("Normal", "TopicRetained", f"kept topic {pipeline.status.topic} (deletionPolicy Retain)"))
         return notes
+
+
+# A listener that has not reported for this long is considered gone.
+LISTENER_STALE_AFTER = timedelta(minutes=2)
+
+
+def listener_outcome(pipeline: PipelineObject, now: datetime) -> Outcome | None:
+    """ListenerReady from what the listener reports in status.listener (the listener writes only that).
+
+    Before any listener has reported, the condition is Unknown and does not hold `Ready` back:
+    the controller can be ready before the data plane is deployed.
+    """
+    airflow = pipeline.spec.airflow
+    if airflow is None or airflow.trigger is None:
+        return None
+    reported = pipeline.status.listener
+    if reported is None or reported.updated_at is None:
+        return Outcome(
+            "ListenerReady", "Unknown", "WaitingForListener", "no listener has reported for this pipeline yet"
+        )
+    if reported.error:
+        return Outcome("ListenerReady", "False", "ListenerError", reported.error)
+    if now - parse_iso(reported.updated_at) > LISTENER_STALE_AFTER:
+        return Outcome(
+            "ListenerReady",
+            "False",
+            "ListenerSilent",
+            f"listener {reported.replica or ''} last reported at {reported.updated_at}; check that it runs",
+        )
+    return Outcome("ListenerReady", "True", "Listening", f"served by listener {reported.replica or ''}".strip())
 
 
 def dead_letter_topic(spec: EventPipelineSpec, topic: str) -> str | None:
