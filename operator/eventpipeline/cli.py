@@ -42,6 +42,13 @@ def _dev_env(_: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from eventpipeline.devenv import demo  # noqa: PLC0415 - Kubernetes and broker clients load only here
+
+    demo.run_demo(Layout.from_environment(), Reporter(), Path(args.examples), args.messages)
+    return 0
+
+
 def _crds(args: argparse.Namespace) -> int:
     for path in crdgen.write(Path(args.output)):
         print(f"wrote {path}", file=sys.stderr)
@@ -73,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)
+
+    demo = commands.add_parser("demo", help="the main job: local stack, operator, listener, example pipelines")
+    demo.add_argument("--examples", default="examples", help="folder with the example manifests and DAG")
+    demo.add_argument("--messages", type=int, default=5, help="messages to produce per pipeline")
+    demo.set_defaults(handler=_demo)
 
     crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")

@@ -1,0 +1,201 @@
+"""`eventpipeline demo`: the main job end to end on the local stack.
+
+Brings the stack up, runs the controller and the trigger listener as local processes (as they
+would run against a remote cluster), applies the example pipelines, produces messages with
+the producer Secrets the operator wrote, and shows each message become one Airflow DAG run.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from eventpipeline.api.common import GROUP, VERSION
+from eventpipeline.devenv import stack
+from eventpipeline.devenv.runtime import (
+    ComponentError,
+    Layout,
+    Reporter,
+    is_running,
+    recorded_processes,
+    start_process,
+    wait_until,
+)
+
+DEMO_NAMESPACE = "demo"
+DAG_ID = "process_event"
+PIPELINES = {"kafka-pipeline.yaml": "orders", "pulsar-pipeline.yaml": "payments"}
+
+
+def _ensure_process(layout: Layout, report: Reporter, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    if any(record.name == name and is_running(record) for record in recorded_processes(layout)):
+        report.step("demo", f"{name} already running")
+        return
+    report.step("demo", f"starting {name}: eventpipeline {' '.join(args)}")
+    start_process(layout, name, [sys.executable, "-m", "eventpipeline.cli", *args], env={**os.environ, **env})
+
+
+def _airflow_token(exports: Mapping[str, str]) -> str:
+    response = httpx.post(
+        f"{exports['AIRFLOW_API_URL']}/auth/token",
+        json={"username": exports["AIRFLOW_USERNAME"], "password": exports["AIRFLOW_PASSWORD"]},
+        timeout=15,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _airflow_get(exports: Mapping[str, str], path: str) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {_airflow_token(exports)}"}
+    return httpx.get(f"{exports['AIRFLOW_API_URL']}{path}", headers=headers, timeout=15)
+
+
+def _install_dag(examples: Path, exports: Mapping[str, str], report: Reporter) -> None:
+    folder = Path(exports["AIRFLOW_DAGS_FOLDER"])
+    target = folder / f"{DAG_ID}.py"
+    tmp = folder / f".{DAG_ID}.py.tmp"
+    shutil.copyfile(examples / "dags" / f"{DAG_ID}.py", tmp)
+    tmp.replace(target)  # atomically: the dag-processor never parses half a file
+    report.step("demo", f"wrote DAG {DAG_ID} to {folder}; waiting for Airflow to parse it")
+    wait_until(
+        "demo",
+        lambda: _airflow_get(exports, f"/api/v2/dags/{DAG_ID}").status_code == 200,
+        timeout=120,
+        what=f"Airflow to list DAG {DAG_ID}",
+    )
+
+
+def _apply_pipelines(api: client.ApiClient, examples: Path, report: Reporter) -> None:
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=DEMO_NAMESPACE)))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    for file_name, name in PIPELINES.items():
+        body = yaml.safe_load((examples / file_name).read_text())
+        try:
+            custom.create_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", body)
+            report.step("demo", f"applied {file_name} → EventPipeline {DEMO_NAMESPACE}/{name}")
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            report.step("demo", f"EventPipeline {DEMO_NAMESPACE}/{name} exists already")
+
+
+def _ready(custom: client.CustomObjectsApi, name: str) -> bool:
+    body = cast(
+        dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name)
+    )
+    conditions = body.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _secret(core: client.CoreV1Api, name: str) -> dict[str, str]:
+    secret = core.read_namespaced_secret(name, DEMO_NAMESPACE)
+    return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+
+
+def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: int, report: Reporter) -> None:
+    import pulsar  # noqa: PLC0415 - clients load only when producing
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    for name, producer_name in (("orders", "checkout"), ("payments", "billing")):
+        body: dict[str, Any] = custom.get_namespaced_custom_object(
+            GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name
+        )
+        topic = body["status"]["topic"]
+        secret = _secret(core, f"{name}-{producer_name}-credentials")
+        payloads = [f'{{"pipeline": "{name}", "n": {n}, "at": {time.time():.3f}}}'.encode() for n in range(messages)]
+        if "token" in secret:
+            pulsar_client = pulsar.Client(
+                secret["serviceUrl"],
+                authentication=pulsar.AuthenticationToken(secret["token"]),
+                logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+            )
+            try:
+                producer = pulsar_client.create_producer(topic)
+                for payload in payloads:
+                    producer.send(payload)
+            finally:
+                pulsar_client.close()
+        else:
+            kafka = Producer(
+                {
+                    "bootstrap.servers": secret["bootstrap.servers"],
+                    "security.protocol": secret["security.protocol"],
+                    "sasl.mechanism": secret["sasl.mechanism"],
+                    "sasl.username": secret["username"],
+                    "sasl.password": secret["password"],
+                }
+            )
+            for payload in payloads:
+                kafka.produce(topic, payload)
+            if kafka.flush(30):
+                raise ComponentError("demo", f"Kafka did not confirm the messages to {topic}")
+        report.step(
+            "demo", f"produced {messages} message(s) to {topic} as {secret.get('username', secret.get('role'))}"
+        )
+
+
+def _runs(exports: Mapping[str, str]) -> list[dict[str, Any]]:
+    response = _airflow_get(exports, f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-start_date")
+    response.raise_for_status()
+    return list(response.json()["dag_runs"])
+
+
+def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int) -> None:
+    info = stack.up(layout, report)
+    exports = info.exports
+    _ensure_process(layout, report, "operator", ["run"], exports)
+    _ensure_process(layout, report, "listener", ["listen"], exports)
+    _install_dag(examples, exports, report)
+    api = config.new_client_from_config(config_file=exports["KUBECONFIG"])  # type: ignore[no-untyped-call]
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    _apply_pipelines(api, examples, report)
+    for name in PIPELINES.values():
+        report.step("demo", f"waiting for EventPipeline {DEMO_NAMESPACE}/{name} to be Ready")
+        wait_until(
+            "demo",
+            functools.partial(_ready, custom, name),
+            timeout=180,
+            what=f"{name} to be Ready",
+            log_path=layout.log_path("operator"),
+        )
+    before = {run["dag_run_id"] for run in _runs(exports)}
+    _produce(core, custom, messages, report)
+    expected = 2 * messages
+    report.step("demo", f"waiting for {expected} new DAG run(s) of {DAG_ID}")
+
+    def new_runs() -> list[dict[str, Any]]:
+        return [run for run in _runs(exports) if run["dag_run_id"] not in before]
+
+    wait_until(
+        "demo",
+        lambda: len(new_runs()) >= expected,
+        timeout=240,
+        what=f"{expected} DAG runs",
+        log_path=layout.log_path("listener"),
+    )
+    for run in sorted(new_runs(), key=lambda run: str(run["dag_run_id"])):
+        report.step("demo", f"DAG run {run['dag_run_id']}: {run['state']}")
+    report.step("demo", f"{expected} message(s) became {len(new_runs())} DAG run(s). The stack keeps running:")
+    print(
+        f'  eval "$(.venv/bin/eventpipeline dev env)"; $KUBECTL get ep -n {DEMO_NAMESPACE}\n'
+        f"  Airflow UI: {exports['AIRFLOW_API_URL']} (user {exports['AIRFLOW_USERNAME']}, password from `dev env`)\n"
+        "  stop everything with: make down",
+        file=sys.stderr,
+    )
