@@ -114,8 +114,8 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
     from confluent_kafka import Producer  # noqa: PLC0415
 
     for name, producer_name in (("orders", "checkout"), ("payments", "billing")):
-        body: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name
+        body = cast(
+            dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name)
         )
         topic = body["status"]["topic"]
         secret = _secret(core, f"{name}-{producer_name}-credentials")
