@@ -125,7 +125,9 @@ class AirflowComponent:
         lock = _lock_file()
         # The marker holds the lock's digest, so a changed lock reinstalls the same version.
         digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-        if marker.exists() and marker.read_text().strip() == digest and self._airflow_bin(layout).exists():
+        # The venv's python is a symlink to the interpreter that made it: gone if that was removed.
+        usable = self._airflow_bin(layout).exists() and (self._venv(layout) / "bin" / "python").exists()
+        if marker.exists() and marker.read_text().strip() == digest and usable:
             report.step(self.name, f"Airflow {self.version} already installed in {install_dir}")
             return
         marker.unlink(missing_ok=True)
@@ -262,7 +264,8 @@ class AirflowComponent:
             # New DAG files are looked for every 300 s by default; tests want seconds.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
-            # The log servers would otherwise take 8793/8794 on every interface.
+            # No log server runs (--skip-serve-logs); should one start anyway, it must not take the
+            # fixed defaults 8793/8794 that another stack or a real Airflow may hold.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": _port("WORKER_LOG"),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": _port("TRIGGER_LOG"),
         })  # fmt: skip

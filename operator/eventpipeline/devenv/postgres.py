@@ -143,7 +143,10 @@ class PostgresServer:
             shutil.chown(data_dir, OS_USER, OS_USER)
         if data_dir.parent != self.data_parent:
             # Leave a pointer where one would look for it.
-            (self.data_parent / "pgdata").symlink_to(data_dir)
+            pointer = self.data_parent / "pgdata"
+            if pointer.is_symlink():
+                pointer.unlink()
+            pointer.symlink_to(data_dir)
         command = [
             self._bin("initdb"),
             "--pgdata", str(data_dir),

@@ -1,7 +1,7 @@
 """The local Airflow behaves as the operator expects from a real deployment: a DAG file dropped
 into the DAGs folder is parsed within seconds, unpaused; a DAG run created through the REST API
 with a chosen run id runs to success; the same run id is refused with 409; a login with a
-wrong password gets no token."""
+wrong password, or a request without a token, is refused."""
 
 from __future__ import annotations
 
@@ -114,5 +114,10 @@ def test_dag_file_is_parsed_and_a_run_with_a_chosen_id_succeeds_once(api: httpx.
 
 def test_wrong_password_gets_no_token(exports: Mapping[str, str]) -> None:
     response = get_token(exports, exports["AIRFLOW_PASSWORD"] + "-wrong")
-    assert response.status_code in (401, 403), f"{response.status_code} {response.text}"
+    assert response.status_code == 401, f"{response.status_code} {response.text}"
     assert "access_token" not in response.text
+
+
+def test_api_refuses_requests_without_a_token(exports: Mapping[str, str]) -> None:
+    response = httpx.get(f"{exports['AIRFLOW_API_URL']}/api/v2/dags", timeout=10)
+    assert response.status_code == 401, f"{response.status_code} {response.text}"
