@@ -117,36 +117,23 @@ class KubeComponent:
     def install(self, layout: Layout, report: Reporter) -> None:
         install_dir = layout.install_dir(NAME, self.version)
         marker = install_dir / ".installed"
-        if marker.exists() and json.loads(marker.read_text()) == _versions():
-            report.step(NAME, f"binaries cached in {install_dir / 'bin'}")
-            return
+        bin_dir = install_dir / "bin"
+        if marker.exists():
+            if json.loads(marker.read_text()) == _versions():
+                report.step(NAME, f"binaries cached in {bin_dir}")
+                return
+            # Built with other etcd/helm pins under the same Kubernetes version: rebuild all.
+            marker.unlink()
+            shutil.rmtree(bin_dir, ignore_errors=True)
         go = shutil.which("go")
         if go is None:
             raise ComponentError(NAME, "the Go toolchain (go ≥ 1.26) is needed to build the control plane")
-        bin_dir = install_dir / "bin"
         bin_dir.mkdir(parents=True, exist_ok=True)
         log = layout.log_path("kube-build")
         env = _go_environment()
         report.step(NAME, f"building the control plane with {go} (cold: 10-20 min on 2 cores; log {log})")
         started = time.monotonic()
-        etcd_module = _copy_wrapper(install_dir / "build", "etcd")
-        kube_module = _copy_wrapper(install_dir / "build", "kubernetes")
-        steps: list[tuple[str, list[str], Path]] = [
-            ("etcd", _go_build(bin_dir / "etcd", "go.etcd.io/etcd/server/v3", _etcd_ldflags()), etcd_module),
-            *(
-                (
-                    binary,
-                    _go_build(bin_dir / binary, f"k8s.io/kubernetes/cmd/{binary}", _kube_ldflags()),
-                    kube_module,
-                )
-                for binary in KUBERNETES_BINARIES
-            ),
-            (
-                "helm",
-                ["install", "-ldflags", _helm_ldflags(), f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"],
-                bin_dir,
-            ),
-        ]
+        steps = _build_steps(install_dir / "build", bin_dir)
         for index, (binary, arguments, cwd) in enumerate(steps, start=1):
             if (bin_dir / binary).exists():
                 continue  # built by an earlier, interrupted install; each binary lands atomically
@@ -284,6 +271,9 @@ def _start_apiserver(run: _Run, etcd_port: int, port: int) -> ProcessRecord:
             f"--client-ca-file={run.pki.ca_cert}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
+            # The `kubernetes` Service's endpoint would be 127.0.0.1, which Endpoints reject
+            # ("may not be in the loopback range"); no pod runs here to use it anyway.
+            "--endpoint-reconciler-type=none",
             "--authorization-mode=RBAC",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={run.pki.service_account_public_key}",
@@ -332,6 +322,29 @@ def _go_environment() -> dict[str, str]:
         "GOFLAGS": "-trimpath -mod=readonly",
         "GOWORK": "off",
     }
+
+
+def _build_steps(build_root: Path, bin_dir: Path) -> list[tuple[str, list[str], Path]]:
+    """(binary, go arguments, working directory) for each binary, in build order."""
+    etcd_module = _copy_wrapper(build_root, "etcd")
+    kube_module = _copy_wrapper(build_root, "kubernetes")
+    return [
+        ("etcd", _go_build(bin_dir / "etcd", "go.etcd.io/etcd/server/v3", _etcd_ldflags()), etcd_module),
+        *(
+            (
+                binary,
+                _go_build(bin_dir / binary, f"k8s.io/kubernetes/cmd/{binary}", _kube_ldflags()),
+                kube_module,
+            )
+            for binary in KUBERNETES_BINARIES
+        ),
+        # helm's go.mod has no replace lines, so `go install module@version` works as is.
+        (
+            "helm",
+            ["install", "-ldflags", _helm_ldflags(), f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"],
+            bin_dir,
+        ),
+    ]
 
 
 def _copy_wrapper(build_root: Path, module: str) -> Path:
