@@ -191,9 +191,12 @@ class PipelineReconciler:
         full_name = broker.backend.full_topic(topic, pipeline.namespace)
         me = f"{pipeline.namespace}/{pipeline.name}"
         rivals = [claim for claim in claims(broker.key, full_name) if claim.pipeline != me]
-        older = [claim for claim in rivals if (claim.created, claim.pipeline) < (pipeline.created, me)]
-        if older:
-            owner = min(older, key=lambda claim: (claim.created, claim.pipeline)).pipeline
+        # A pipeline that already holds the topic keeps it; only when two hold it (they raced
+        # on creation) does the older one win.
+        holds = pipeline.status.topic == full_name
+        contenders = rivals if not holds else [c for c in rivals if (c.created, c.pipeline) < (pipeline.created, me)]
+        if contenders:
+            owner = min(contenders, key=lambda claim: (claim.created, claim.pipeline)).pipeline
             self._withdraw_access(run, broker.backend, topic)
             raise run.fail(
                 "TopicReady",

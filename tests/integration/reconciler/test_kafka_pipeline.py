@@ -10,7 +10,6 @@ import httpx
 import pytest
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import (
-    AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
@@ -134,7 +133,9 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
     assert secret["password"] not in text
 
     # The Airflow connection carries the listener's settings.
-    connection = airflow_connection(exports, f"{namespace}_orders")
+    connection_id = kube.get_pipeline(namespace, "orders")["status"]["airflowConnection"]  # type: ignore[index]
+    assert connection_id == topic.replace(".", "_").replace("-", "_")
+    connection = airflow_connection(exports, connection_id)
     assert connection.status_code == 200, connection.text
     body = connection.json()
     assert body["conn_type"] == "kafka"
@@ -159,7 +160,7 @@ def test_acl_deleted_by_hand_is_repaired_and_reported(stack: Any, kube: Kube, op
     kube.wait_condition(namespace, "drift", "Ready", "True")
     topic = f"{namespace}.drift"
     user = f"User:ep.{namespace}.drift.checkout-a"
-    binding = AclBinding(
+    binding = AclBindingFilter(
         ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, user, "*", AclOperation.WRITE, AclPermissionType.ALLOW
     )
     for future in kafka.delete_acls([binding]).values():
@@ -195,7 +196,7 @@ def test_deleting_the_pipeline_removes_topic_credentials_acls_and_connection(
     assert acls_on_topic(kafka, topic) == set()
     users = kafka.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
     assert not [user for user in users if user.startswith(f"ep.{namespace}.gone.")]
-    assert airflow_connection(exports, f"{namespace}_gone").status_code == 404
+    assert airflow_connection(exports, topic.replace(".", "_").replace("-", "_")).status_code == 404
     # Owner references: the controller-manager's garbage collector removes the Secrets.
     eventually(lambda: kube.secret(namespace, "gone-checkout-credentials") is None, timeout=60, what="GC of the Secret")
 

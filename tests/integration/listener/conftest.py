@@ -1,0 +1,206 @@
+"""Fixtures of the listener suite: a test DAG in Airflow, an Airflow API client, listener processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eventpipeline.devenv.runtime import Layout, free_port, tail
+from tests.integration.support import Kube, eventually, unique
+
+DAG_TEMPLATE = """\
+from airflow.sdk import DAG, task
+
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tags=["eventpipeline-test"]):
+
+    @task
+    def noop() -> None:
+        pass
+
+    noop()
+"""
+
+
+class Airflow:
+    """The test's Airflow REST client (v2), token renewed on 401."""
+
+    def __init__(self, exports: Mapping[str, str]) -> None:
+        self.exports = exports
+        self.client = httpx.Client(base_url=exports["AIRFLOW_API_URL"], timeout=30)
+        self._token = ""
+
+    def _renew(self) -> None:
+        response = self.client.post(
+            "/auth/token",
+            json={"username": self.exports["AIRFLOW_USERNAME"], "password": self.exports["AIRFLOW_PASSWORD"]},
+        )
+        response.raise_for_status()
+        self._token = response.json()["access_token"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if not self._token:
+            self._renew()
+        response = self.client.request(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+        if response.status_code == 401:
+            self._renew()
+            response = self.client.request(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+        return response
+
+    def runs(self, dag_id: str, prefix: str) -> dict[str, dict[str, Any]]:
+        """Every DAG run of `dag_id` whose id starts with `prefix`, by run id (paged)."""
+        found: dict[str, dict[str, Any]] = {}
+        offset, total = 0, 0
+        while True:
+            response = self.request(
+                "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "offset": offset, "order_by": "id"}
+            )
+            response.raise_for_status()
+            body = response.json()
+            runs = body["dag_runs"]
+            total += len(runs)
+            for run in runs:
+                if run["dag_run_id"].startswith(prefix):
+                    found[run["dag_run_id"]] = run
+            offset += len(runs)
+            if not runs or offset >= body["total_entries"]:
+                return found
+
+
+def write_dag(folder: str, dag_id: str) -> None:
+    """Write atomically so the dag-processor never parses half a file."""
+    path = Path(folder) / f"{dag_id}.py"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(DAG_TEMPLATE.format(dag_id=dag_id))
+    tmp.rename(path)
+
+
+@pytest.fixture(scope="session")
+def airflow(stack: Any) -> Airflow:
+    return Airflow(stack.exports)
+
+
+@pytest.fixture(scope="session")
+def dag_id(stack: Any, airflow: Airflow) -> str:
+    """A DAG of this session (schedule=None, one trivial task), once Airflow lists it."""
+    name = "ep_listener_" + unique("t").replace("-", "_")
+    write_dag(stack.exports["AIRFLOW_DAGS_FOLDER"], name)
+    eventually(
+        lambda: airflow.request("GET", f"/api/v2/dags/{name}").status_code == 200,
+        timeout=120,
+        interval=2,
+        what=f"Airflow to list DAG {name}",
+    )
+    return name
+
+
+class Listener:
+    """`eventpipeline listen` as a local process with the stack's kubeconfig, restartable."""
+
+    def __init__(self, exports: Mapping[str, str], dedicated: list[str], name: str) -> None:
+        self.exports = exports
+        self.dedicated = dedicated
+        self.log_path = Layout.from_environment().log_path(name)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_port = 0
+
+    def start(self) -> None:
+        self.metrics_port = free_port()
+        command = [sys.executable, "-m", "eventpipeline.cli", "listen", "--metrics-port", str(self.metrics_port)]
+        command += ["--status-interval", "1"]
+        for key in self.dedicated:
+            command += ["--dedicated", key]
+        env = {**os.environ, **self.exports}
+        with self.log_path.open("ab") as log:
+            log.write(f"\n$ {' '.join(command)}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        eventually(self._metrics_up, timeout=30, what="the listener's metrics endpoint")
+
+    def _metrics_up(self) -> bool:
+        assert self.process is not None and self.process.poll() is None, f"the listener exited:\n{tail(self.log_path)}"
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+
+    def kill(self) -> None:
+        """SIGKILL: no final commit, no goodbye to the broker."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture
+def listener_factory(stack: Any) -> Iterator[Any]:
+    started: list[Listener] = []
+
+    def make(*dedicated: str) -> Listener:
+        listener = Listener(stack.exports, list(dedicated), f"listener-under-test-{len(started)}")
+        started.append(listener)
+        listener.start()
+        return listener
+
+    yield make
+    for listener in started:
+        listener.stop()
+
+
+@dataclass
+class Harness:
+    """What every listener test uses, in one fixture."""
+
+    stack: Any
+    kube: Kube
+    operator: Any
+    namespace: str
+    dag_id: str
+    airflow: Airflow
+    listener_factory: Any
+
+
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Harness:
+    names = ("stack", "kube", "operator", "namespace", "dag_id", "airflow", "listener_factory")
+    return Harness(*(request.getfixturevalue(name) for name in names))
+
+
+def wait_ready(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    kube.wait_condition(namespace, name, "Ready", "True", timeout=120)
+    body = kube.get_pipeline(namespace, name)
+    assert body is not None
+    return dict(body)
+
+
+def listener_status(kube: Any, namespace: str, name: str) -> dict[str, Any]:
+    body = kube.get_pipeline(namespace, name) or {}
+    return dict(body.get("status", {}).get("listener") or {})
+
+
+def settle(seconds: float) -> None:
+    time.sleep(seconds)

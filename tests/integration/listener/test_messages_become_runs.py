@@ -1,0 +1,313 @@
+"""Every message becomes exactly one DAG run, on Kafka and on Pulsar, across a SIGKILL of the
+listener, an Airflow API outage, a replay — and a refused message ends in the dead-letter topic
+without stalling another pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from eventpipeline.devenv.runtime import Layout
+from tests.integration.listener.brokers import (
+    kafka_committed,
+    kafka_delete_scram_user,
+    kafka_end_offsets,
+    kafka_produce,
+    kafka_read_all,
+    pulsar_produce,
+)
+from tests.integration.listener.conftest import Airflow, Harness, listener_status, wait_ready
+from tests.integration.support import eventually
+
+pytestmark = pytest.mark.integration
+N = 30
+
+
+def spec(broker: str, dag_id: str, **trigger: Any) -> dict[str, Any]:
+    return {
+        "brokerRef": {"kind": "ClusterBroker", "name": broker},
+        "topic": {"partitions": 2, "deletionPolicy": "Delete"},
+        "producers": [{"name": "app"}],
+        "airflow": {
+            "instanceRef": {"name": "local"},
+            "trigger": {
+                "dagId": dag_id,
+                "maxInFlight": 8,
+                "retry": {"limit": 2, "backoff": "1s", "maxBackoff": "2s"},
+                **trigger,
+            },
+        },
+    }
+
+
+def values(prefix: str, count: int, start: int = 0) -> list[str]:
+    return [f"{prefix}-{index}" for index in range(start, start + count)]
+
+
+def run_prefix(namespace: str, pipeline: str) -> str:
+    return f"ep__{namespace}.{pipeline}__"
+
+
+def wait_runs(airflow: Airflow, dag_id: str, prefix: str, count: int, timeout: float = 90) -> dict[str, Any]:
+    def enough() -> dict[str, Any] | None:
+        runs = airflow.runs(dag_id, prefix)
+        assert len(runs) <= count, f"{len(runs)} runs for {count} messages"
+        return runs if len(runs) == count else None
+
+    return eventually(enough, timeout=timeout, interval=1, what=f"{count} DAG runs with prefix {prefix}")
+
+
+def assert_exactly(airflow: Airflow, dag_id: str, prefix: str, sent: list[str]) -> dict[str, Any]:
+    runs = airflow.runs(dag_id, prefix)
+    received = sorted(run["conf"]["value"] for run in runs.values())
+    assert received == sorted(sent), f"{len(runs)} runs for {len(sent)} messages"
+    return runs
+
+
+# -- Kafka ------------------------------------------------------------------------------------
+
+
+def test_kafka_messages_become_exactly_one_run_each_across_a_listener_kill(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "orders", spec("local-kafka", dag_id))
+    body = wait_ready(kube, namespace, "orders")
+    topic = body["status"]["topic"]
+    producer = kube.secret(namespace, "orders-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "orders")
+
+    listener = h.listener_factory(f"{namespace}/orders")
+    first = values("m", N)
+    kafka_produce(producer, topic, first)
+    eventually(lambda: len(airflow.runs(dag_id, prefix)) >= 5, timeout=60, interval=0.3, what="the first runs")
+    listener.kill()
+    second = values("m", N, start=N)
+    kafka_produce(producer, topic, second)
+    listener.start()
+
+    runs = wait_runs(airflow, dag_id, prefix, 2 * N)
+    assert_exactly(airflow, dag_id, prefix, first + second)
+    # The conf carries the message: position, key, headers, timestamp.
+    sample = next(iter(runs.values()))["conf"]
+    assert sample["topic"] == topic and sample["partition"] in (0, 1) and isinstance(sample["offset"], int)
+    assert sample["key"].startswith("key-") and sample["headers"] == {"source": "test"}
+    assert sample["timestamp"].endswith("Z")
+    for run_id, run in runs.items():
+        assert run_id == f"ep__{topic}__{run['conf']['partition']}__{run['conf']['offset']}"
+
+    # Everything is committed once every run exists, and nothing more arrives later.
+    group = f"ep.{namespace}.orders.listener"
+    eventually(
+        lambda: kafka_committed(h.stack.exports, group, topic, 2) == kafka_end_offsets(h.stack.exports, topic, 2),
+        timeout=30,
+        what="the consumer group to commit up to the end of the topic",
+    )
+    status = eventually(
+        lambda: (s := listener_status(kube, namespace, "orders")).get("lag") == 0 and s, timeout=30, what="lag 0"
+    )
+    assert status["lastRunId"].startswith(prefix) and "error" not in status
+    assert len(airflow.runs(dag_id, prefix)) == 2 * N
+
+
+def test_replay_from_before_the_first_message_creates_no_new_runs(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "replay", spec("local-kafka", dag_id))
+    body = wait_ready(kube, namespace, "replay")
+    topic = body["status"]["topic"]
+    producer = kube.secret(namespace, "replay-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "replay")
+    before = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    h.listener_factory(f"{namespace}/replay")
+    sent = values("r", 20)
+    kafka_produce(producer, topic, sent)
+    wait_runs(airflow, dag_id, prefix, 20)
+    duplicates_before = eventually(
+        lambda: (s := listener_status(kube, namespace, "replay")).get("runsCreated") == 20 and s,
+        timeout=30,
+        what="status to count 20 runs",
+    ).get("duplicates", 0)
+
+    request = before.isoformat().replace("+00:00", "Z")
+    kube.patch_pipeline(namespace, "replay", {"metadata": {"annotations": {"eventpipeline.dev/replay-from": request}}})
+    status = eventually(
+        lambda: (s := listener_status(kube, namespace, "replay")).get("duplicates", 0) >= duplicates_before + 20 and s,
+        timeout=60,
+        what="the replayed messages to come back as duplicates (409)",
+    )
+    assert status["replayRequest"] == request
+    assert status["replay"].startswith("rewound to")
+    assert_exactly(airflow, dag_id, prefix, sent)
+    assert any(reason == "Replayed" for _, reason, _ in kube.events(namespace, "replay"))
+
+
+def test_a_refused_message_goes_to_the_dead_letter_topic_while_another_pipeline_flows(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "poison", spec("local-kafka", "no_such_dag_anywhere"))
+    kube.create_pipeline(namespace, "healthy", spec("local-kafka", dag_id))
+    poison = wait_ready(kube, namespace, "poison")["status"]["topic"]
+    healthy = wait_ready(kube, namespace, "healthy")["status"]["topic"]
+    h.listener_factory(f"{namespace}/poison", f"{namespace}/healthy")
+    poison_secret = kube.secret(namespace, "poison-app-credentials")
+    healthy_secret = kube.secret(namespace, "healthy-app-credentials")
+    assert poison_secret is not None and healthy_secret is not None
+
+    kafka_produce(poison_secret, poison, values("bad", 3))
+    sent = values("good", 20)
+    kafka_produce(healthy_secret, healthy, sent)
+    # The healthy pipeline is not held up by the other one's retries (1 s, 2 s backoff).
+    wait_runs(airflow, dag_id, run_prefix(namespace, "healthy"), 20, timeout=30)
+
+    dead = kafka_read_all(h.stack.exports, f"{poison}.dlq", 3, timeout=60)
+    assert sorted(message.value().decode() for message in dead) == values("bad", 3)
+    headers = dict(dead[0].headers())
+    assert headers["eventpipeline.error-status"] == b"404"
+    assert headers["eventpipeline.attempts"] == b"3"
+    assert headers["eventpipeline.source-topic"] == poison.encode()
+    status = eventually(
+        lambda: (s := listener_status(kube, namespace, "poison")).get("deadLettered") == 3 and s,
+        timeout=30,
+        what="deadLettered 3",
+    )
+    assert status.get("runsCreated", 0) == 0
+    eventually(
+        lambda: (
+            kafka_committed(h.stack.exports, f"ep.{namespace}.poison.listener", poison, 2)
+            == kafka_end_offsets(h.stack.exports, poison, 2)
+        ),
+        timeout=30,
+        what="dead-lettered messages to be committed",
+    )
+    assert any(reason == "MessageDeadLettered" for _, reason, _ in kube.events(namespace, "poison"))
+
+
+@pytest.fixture
+def airflow_api_server() -> Iterator[int]:
+    """The pid (group leader) of the stack's Airflow api-server; SIGCONT'ed whatever happens."""
+    record = json.loads((Layout.from_environment().pid_dir / "airflow-api-server.json").read_text())
+    pid = int(record["pid"])
+    yield pid
+    os.killpg(pid, signal.SIGCONT)
+
+
+def test_an_airflow_outage_loses_nothing(harness: Harness, airflow_api_server: int) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "outage", spec("local-kafka", dag_id))
+    topic = wait_ready(kube, namespace, "outage")["status"]["topic"]
+    producer = kube.secret(namespace, "outage-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "outage")
+    h.listener_factory(f"{namespace}/outage")
+    first = values("o", N)
+    kafka_produce(producer, topic, first)
+    eventually(lambda: len(airflow.runs(dag_id, prefix)) >= 3, timeout=60, interval=0.3, what="the first runs")
+
+    os.killpg(airflow_api_server, signal.SIGSTOP)  # the API server stops answering; connections hang
+    try:
+        second = values("o", N, start=N)
+        kafka_produce(producer, topic, second)
+        eventually(
+            lambda: "Airflow" in (listener_status(kube, namespace, "outage").get("error") or ""),
+            timeout=60,
+            what="the listener to report that Airflow does not answer",
+        )
+    finally:
+        os.killpg(airflow_api_server, signal.SIGCONT)
+
+    wait_runs(airflow, dag_id, prefix, 2 * N, timeout=120)
+    assert_exactly(airflow, dag_id, prefix, first + second)
+    eventually(lambda: "error" not in listener_status(kube, namespace, "outage"), timeout=30, what="the error to clear")
+
+
+def test_a_revoked_listener_credential_is_reported_in_status(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "revoked", spec("local-kafka", dag_id))
+    body = wait_ready(kube, namespace, "revoked")
+    topic = body["status"]["topic"]
+    username = next(p["username"] for p in body["status"]["principals"] if p["name"] == "listener")
+    h.operator.send_signal(signal.SIGSTOP)  # nothing repairs the credential until the test says so
+    try:
+        kafka_delete_scram_user(h.stack.exports, username)
+        h.listener_factory(f"{namespace}/revoked")
+        status = eventually(
+            lambda: (s := listener_status(kube, namespace, "revoked")).get("error") and s,
+            timeout=60,
+            what="status.listener.error",
+        )
+        assert "credential" in status["error"], status["error"]
+    finally:
+        h.operator.send_signal(signal.SIGCONT)
+    # The operator re-issues the credential; the listener picks up the new Secret without a restart.
+    producer = kube.secret(namespace, "revoked-app-credentials")
+    assert producer is not None
+    kafka_produce(producer, topic, ["after-repair"])
+    wait_runs(airflow, dag_id, run_prefix(namespace, "revoked"), 1, timeout=90)
+    eventually(lambda: "error" not in listener_status(kube, namespace, "revoked"), timeout=30, what="error cleared")
+
+
+# -- Pulsar -----------------------------------------------------------------------------------
+
+
+def test_pulsar_messages_become_exactly_one_run_each_across_a_listener_kill(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "events", spec("local-pulsar", dag_id))
+    body = wait_ready(kube, namespace, "events")
+    topic = body["status"]["topic"]
+    assert topic.startswith("persistent://")
+    producer = kube.secret(namespace, "events-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "events")
+
+    listener = h.listener_factory(f"{namespace}/events")
+    first = values("p", N)
+    pulsar_produce(producer, topic, first)
+    eventually(lambda: len(airflow.runs(dag_id, prefix)) >= 5, timeout=60, interval=0.3, what="the first runs")
+    listener.kill()
+    second = values("p", N, start=N)
+    pulsar_produce(producer, topic, second)
+    listener.start()
+
+    runs = wait_runs(airflow, dag_id, prefix, 2 * N)
+    assert_exactly(airflow, dag_id, prefix, first + second)
+    sample = next(iter(runs.values()))["conf"]
+    assert sample["topic"] == topic and sample["key"].startswith("key-")
+    assert sample["headers"] == {"source": "test"} and sample["messageId"].count(":") == 3
+    status = eventually(
+        lambda: (s := listener_status(kube, namespace, "events")).get("lastRunId") and s, timeout=30, what="status"
+    )
+    assert "error" not in status
+
+
+def test_pulsar_replay_creates_no_new_runs(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "preplay", spec("local-pulsar", dag_id))
+    topic = wait_ready(kube, namespace, "preplay")["status"]["topic"]
+    producer = kube.secret(namespace, "preplay-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "preplay")
+    before = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=0)
+    h.listener_factory(f"{namespace}/preplay")
+    sent = values("q", 20)
+    pulsar_produce(producer, topic, sent)
+    wait_runs(airflow, dag_id, prefix, 20)
+    request = before.isoformat().replace("+00:00", "Z")
+    kube.patch_pipeline(namespace, "preplay", {"metadata": {"annotations": {"eventpipeline.dev/replay-from": request}}})
+    eventually(
+        lambda: listener_status(kube, namespace, "preplay").get("duplicates", 0) >= 20,
+        timeout=60,
+        what="the replayed messages to come back as duplicates (409)",
+    )
+    assert_exactly(airflow, dag_id, prefix, sent)
