@@ -21,7 +21,7 @@ demo: venv
 	$(BIN)/eventpipeline demo
 
 ## The whole suite: lint, types, unit tests, then integration tests against the real local stack.
-test: venv lint typecheck
+test: venv image-tools lint typecheck
 	$(BIN)/pytest -p no:cacheprovider -ra tests
 
 unit: venv
@@ -39,6 +39,8 @@ typecheck: venv
 
 crds: venv
 	$(BIN)/eventpipeline crds --output crds
+	cp crds/*.yaml charts/eventpipeline-operator/crds/
+	$(BIN)/python -m eventpipeline.apidocs docs/api-reference.md
 
 up: venv
 	$(BIN)/eventpipeline dev up
@@ -49,3 +51,18 @@ down: venv
 lock:
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements/dev.lock
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 -o requirements/runtime.lock
+
+.PHONY: apidocs
+
+## Regenerate docs/api-reference.md from the API models (a unit test fails when it is stale).
+apidocs: venv
+	$(BIN)/python -m eventpipeline.apidocs docs/api-reference.md
+
+
+.PHONY: image-tools
+
+## Debian packages of the image test (tests/integration/charts/test_image.py): buildah builds the
+## Dockerfile without a Docker engine, debootstrap makes its base image. Needs root, as CI has.
+image-tools:
+	@command -v buildah >/dev/null && command -v debootstrap >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap; }

@@ -6,19 +6,22 @@ import asyncio
 import logging
 
 import kopf
+import prometheus_client
 
 from eventpipeline import handlers  # noqa: F401  (registers the handlers)
 
 
-def run(*, peering: str | None, liveness: str | None, verbose: bool) -> None:
+def run(*, peering: str | None, liveness: str | None, metrics_port: int | None, verbose: bool) -> None:
     """Run until interrupted. Without `peering`, the operator runs standalone (one replica)."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_prefix=False)
+    if metrics_port:
+        prometheus_client.start_http_server(metrics_port)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=True,
             standalone=peering is None,
-            peering_name=peering or "default",
+            peering_name=peering,
             liveness_endpoint=liveness,
         )
     )

@@ -46,11 +46,20 @@ def operator(stack: devstack.StackInfo, kube: Kube) -> Iterator[subprocess.Popen
     """The controller as a local process with the stack's kubeconfig, as in production minus the pod."""
     layout = Layout.from_environment()
     log_path = layout.log_path("operator-under-test")
-    port = free_port()
-    env = {**os.environ, **stack.exports, **OPERATOR_ENV}
+    port, metrics_port = free_port(), free_port()
+    env = {**os.environ, **stack.exports, **OPERATOR_ENV, "EVENTPIPELINE_OPERATOR_METRICS_PORT": str(metrics_port)}
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "eventpipeline.cli", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+            [
+                sys.executable,
+                "-m",
+                "eventpipeline.cli",
+                "run",
+                "--liveness",
+                f"http://127.0.0.1:{port}/healthz",
+                "--metrics-port",
+                str(metrics_port),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -19,6 +19,7 @@ from airflow_client.client.models.connection_body import ConnectionBody
 from pydantic import SecretStr
 
 from eventpipeline.adapters.errors import AdapterError, InvalidRequestError, NotAuthorizedError, UnavailableError
+from eventpipeline.adapters.metrics import counted
 
 # Airflow's JWTs last 24 h by default; renew well before, and at once on a 401.
 TOKEN_REFRESH_SECONDS = 30 * 60
@@ -93,6 +94,7 @@ class AirflowConnections:
                 raise UnavailableError(f"Airflow: {action} failed: {error}") from error
         raise AssertionError("unreachable")
 
+    @counted("airflow")
     def exists(self, connection_id: str) -> bool:
         def call(api: ConnectionApi) -> bool:
             try:
@@ -103,6 +105,7 @@ class AirflowConnections:
 
         return bool(self._with_token(f"reading connection {connection_id}", call))
 
+    @counted("airflow")
     def put(self, payload: dict[str, Any]) -> None:
         """Create the connection, or replace every field of an existing one."""
         body = ConnectionBody(**payload)
@@ -116,6 +119,7 @@ class AirflowConnections:
 
         self._with_token(f"writing connection {connection_id}", call)
 
+    @counted("airflow")
     def delete(self, connection_id: str) -> None:
         def call(api: ConnectionApi) -> None:
             try:

@@ -41,6 +41,7 @@ from eventpipeline.adapters.errors import (
     NotAuthorizedError,
     UnavailableError,
 )
+from eventpipeline.adapters.metrics import counted
 from eventpipeline.planning.access import KafkaAcl
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
 
@@ -124,6 +125,7 @@ class KafkaAdmin:
         except KafkaException as error:
             raise translate(error, action) from error
 
+    @counted("kafka")
     def ping(self) -> None:
         """Cheap authenticated round trip: proves the broker answers and the admin may log in."""
         try:
@@ -133,6 +135,7 @@ class KafkaAdmin:
 
     # -- topics ---------------------------------------------------------------------------
 
+    @counted("kafka")
     def describe_topic(self, name: str) -> ObservedTopic | None:
         """Partitions and the topic's own (non-default) configuration, or None if it is absent."""
         try:
@@ -151,6 +154,7 @@ class KafkaAdmin:
         }
         return ObservedTopic(name=name, partitions=len(topic.partitions), config=config)
 
+    @counted("kafka")
     def create_topic(self, topic: DesiredTopic) -> None:
         new = NewTopic(
             topic.name,
@@ -167,10 +171,12 @@ class KafkaAdmin:
         except TimeoutError:
             raise UnavailableError(f"Kafka: creating topic {topic.name} timed out") from None
 
+    @counted("kafka")
     def grow_partitions(self, name: str, total: int) -> None:
         future = self._client.create_partitions([NewPartitions(name, total)])[name]
         self._wait(future, f"growing {name} to {total} partitions")
 
+    @counted("kafka")
     def set_topic_config(self, name: str, changes: Mapping[str, str]) -> None:
         entries = [
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET) for key, value in changes.items()
@@ -178,6 +184,7 @@ class KafkaAdmin:
         resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
         self._wait(self._client.incremental_alter_configs([resource])[resource], f"configuring {name}")
 
+    @counted("kafka")
     def delete_topic(self, name: str) -> None:
         future = self._client.delete_topics([name], operation_timeout=self._timeout)[name]
         try:
@@ -188,6 +195,7 @@ class KafkaAdmin:
 
     # -- SCRAM users ----------------------------------------------------------------------
 
+    @counted("kafka")
     def scram_users(self, usernames: Iterable[str]) -> set[str]:
         """Which of these users have a SCRAM-SHA-512 credential."""
         wanted = list(usernames)
@@ -207,12 +215,14 @@ class KafkaAdmin:
                 present.add(user)
         return present
 
+    @counted("kafka")
     def upsert_scram_user(self, username: str, password: SecretStr) -> None:
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
         upsert = UserScramCredentialUpsertion(username, info, password.get_secret_value().encode())
         future = self._client.alter_user_scram_credentials([upsert], request_timeout=self._timeout)[username]
         self._wait(future, f"setting the SCRAM credential of {username}")
 
+    @counted("kafka")
     def delete_scram_user(self, username: str) -> None:
         deletion = UserScramCredentialDeletion(username, ScramMechanism.SCRAM_SHA_512)
         future = self._client.alter_user_scram_credentials([deletion], request_timeout=self._timeout)[username]
@@ -224,6 +234,7 @@ class KafkaAdmin:
 
     # -- ACLs -----------------------------------------------------------------------------
 
+    @counted("kafka")
     def acls_on(self, resources: Iterable[tuple[str, str]]) -> set[KafkaAcl]:
         """Every literal ALLOW ACL on these (resource type, name) pairs, whoever it is for."""
         filters = [
@@ -252,12 +263,14 @@ class KafkaAdmin:
                 found.add(KafkaAcl(binding.principal, binding.restype.name, binding.name, binding.operation.name))
         return found
 
+    @counted("kafka")
     def create_acls(self, acls: Iterable[KafkaAcl]) -> None:
         bindings = [_binding(acl) for acl in acls]
         if bindings:
             for future in self._client.create_acls(bindings, request_timeout=self._timeout).values():
                 self._wait(future, "creating ACLs")
 
+    @counted("kafka")
     def delete_acls(self, acls: Iterable[KafkaAcl]) -> None:
         filters = [_binding_filter(acl) for acl in acls]
         if filters:

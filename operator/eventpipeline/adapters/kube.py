@@ -12,6 +12,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.adapters.errors import UnavailableError
+from eventpipeline.adapters.metrics import counted
 from eventpipeline.api.common import GROUP, VERSION
 
 FINGERPRINT_ANNOTATION = f"{GROUP}/fingerprint"
@@ -61,6 +62,7 @@ class Kube:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
 
+    @counted("kubernetes")
     def get_custom(self, plural: str, name: str, namespace: str | None) -> dict[str, Any] | None:
         """A custom object of our group, or None if it does not exist."""
         try:
@@ -74,6 +76,7 @@ class Kube:
             raise UnavailableError(f"Kubernetes: reading {plural}/{name} failed ({error.status})") from error
         return cast(dict[str, Any], result)
 
+    @counted("kubernetes")
     def list_custom(self, plural: str) -> list[dict[str, Any]]:
         try:
             result = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
@@ -81,6 +84,7 @@ class Kube:
             raise UnavailableError(f"Kubernetes: listing {plural} failed ({error.status})") from error
         return list(cast(dict[str, Any], result).get("items", []))
 
+    @counted("kubernetes")
     def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
         """A Secret's decoded data and its annotations, or None if it does not exist."""
         try:
@@ -93,6 +97,7 @@ class Kube:
         annotations = secret.metadata.annotations if secret.metadata else None
         return data, dict(annotations or {})
 
+    @counted("kubernetes")
     def write_secret(
         self, namespace: str, name: str, data: dict[str, str], owner: Owner, labels: dict[str, str]
     ) -> None:
@@ -118,6 +123,7 @@ class Kube:
         except ApiException as error:
             raise UnavailableError(f"Kubernetes: writing Secret {namespace}/{name} failed ({error.status})") from error
 
+    @counted("kubernetes")
     def delete_secret(self, namespace: str, name: str) -> None:
         try:
             self._core.delete_namespaced_secret(name, namespace)

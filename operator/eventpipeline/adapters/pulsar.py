@@ -25,6 +25,7 @@ from eventpipeline.adapters.errors import (
     NotAuthorizedError,
     UnavailableError,
 )
+from eventpipeline.adapters.metrics import counted
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
 
 
@@ -87,6 +88,7 @@ class PulsarAdmin:
             timeout=settings.timeout_seconds,
         )
 
+    @counted("pulsar")
     def close(self) -> None:
         self._http.close()
 
@@ -101,9 +103,11 @@ class PulsarAdmin:
             raise _translate(response, action)
         return response.json() if response.content else None
 
+    @counted("pulsar")
     def ping(self) -> None:
         self._call("GET", "/admin/v2/clusters", "connecting")
 
+    @counted("pulsar")
     def ensure_namespace(self, tenant: str, namespace: str) -> None:
         """Create the tenant and namespace if missing (409 means they exist)."""
         self._call(
@@ -115,6 +119,7 @@ class PulsarAdmin:
         )
         self._call("PUT", f"/admin/v2/namespaces/{quote(tenant)}/{quote(namespace)}", "creating namespace", ok=(409,))
 
+    @counted("pulsar")
     def describe_topic(self, topic: PulsarTopic) -> ObservedTopic | None:
         listing = self._call(
             "GET",
@@ -127,6 +132,7 @@ class PulsarAdmin:
         metadata = self._call("GET", f"{topic.path}/partitions", f"describing {topic.full_name}")
         return ObservedTopic(name=topic.full_name, partitions=int(metadata["partitions"]))
 
+    @counted("pulsar")
     def create_topic(self, topic: PulsarTopic, desired: DesiredTopic) -> None:
         self._call(
             "PUT",
@@ -136,19 +142,23 @@ class PulsarAdmin:
             json=desired.partitions,
         )
 
+    @counted("pulsar")
     def grow_partitions(self, topic: PulsarTopic, total: int) -> None:
         self._call("POST", f"{topic.path}/partitions", f"growing {topic.full_name}", json=total)
 
+    @counted("pulsar")
     def delete_topic(self, topic: PulsarTopic) -> None:
         self._call(
             "DELETE", f"{topic.path}/partitions", f"deleting {topic.full_name}", ok=(404,), params={"force": "true"}
         )
 
+    @counted("pulsar")
     def permissions(self, topic: PulsarTopic) -> dict[str, frozenset[str]]:
         """Role → actions granted on the topic itself."""
         granted = self._call("GET", f"{topic.path}/permissions", f"reading permissions of {topic.full_name}")
         return {role: frozenset(actions) for role, actions in (granted or {}).items()}
 
+    @counted("pulsar")
     def grant(self, topic: PulsarTopic, role: str, actions: frozenset[str]) -> None:
         self._call(
             "POST",
@@ -157,9 +167,11 @@ class PulsarAdmin:
             json=sorted(actions),
         )
 
+    @counted("pulsar")
     def revoke(self, topic: PulsarTopic, role: str) -> None:
         self._call("DELETE", f"{topic.path}/permissions/{quote(role)}", f"revoking {role}", ok=(404, 412))
 
+    @counted("pulsar")
     def reset_cursor(self, topic: PulsarTopic, subscription: str, timestamp_ms: int) -> None:
         self._call(
             "POST",

@@ -272,9 +272,14 @@ class ListenerStatus(ApiModel):
     dead_lettered: int = 0
     last_run_id: str | None = None
     updated_at: str | None = None
-    replay: str | None = Field(default=None, description="Outcome of the last replay request.")
     error: str | None = Field(
-        default=None, description="Why the listener cannot consume or trigger right now (e.g. credential refused)."
+        default=None,
+        description="Why the listener cannot consume or trigger right now (e.g. the broker refused its "
+        "credential); absent while it works.",
+    )
+    replay: str | None = Field(default=None, description="Outcome of the last replay request.")
+    replay_request: str | None = Field(
+        default=None, description="Value of the eventpipeline.dev/replay-from annotation last acted on."
     )
 
 

@@ -22,7 +22,7 @@ def _seconds(variable: str, default: float) -> float:
 
 
 # How often converged objects are re-checked for drift and due rotations.
-RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 60)
+RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 300)
 # Deletion retries before giving up on a broker or Airflow that is gone for good.
 DELETE_ATTEMPTS = int(_seconds("EVENTPIPELINE_DELETE_ATTEMPTS", 5))
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)

@@ -89,12 +89,28 @@ def namespace_allowed(patterns: list[str], namespace: str) -> bool:
     return any(fnmatch.fnmatchcase(namespace, pattern) for pattern in patterns)
 
 
+# Airflow 3 accepts run ids of at most 250 characters matching `^[A-Za-z0-9_.~:+-]+$`
+# ([scheduler] allowed_run_id_pattern) and refuses ".." anywhere (path traversal guard).
+RUN_ID_MAX_LENGTH = 250
+_RUN_ID_TOPIC_MAX_LENGTH = 160
+
+
+def _run_id_topic(topic: str) -> str:
+    """The topic as it appears in run ids: itself when Airflow accepts it, else a shortened,
+    `..`-free form with a hash of the full name, so distinct topics never share run ids."""
+    if ".." not in topic and len(topic) <= _RUN_ID_TOPIC_MAX_LENGTH:
+        return topic
+    digest = hashlib.sha256(topic.encode()).hexdigest()[:12]
+    readable = re.sub(r"\.{2,}", ".", topic)[: _RUN_ID_TOPIC_MAX_LENGTH - 13].rstrip(".")
+    return f"{readable}~{digest}"
+
+
 def kafka_run_id(topic: str, partition: int, offset: int) -> str:
     """Deterministic DAG run id of a Kafka message: the same message always gives the same run."""
-    return f"ep__{topic}__{partition}__{offset}"
+    return f"ep__{_run_id_topic(topic)}__{partition}__{offset}"
 
 
 def pulsar_run_id(topic: str, message_id: str) -> str:
     """Deterministic DAG run id of a Pulsar message (ledger:entry:partition:batch)."""
     short_topic = topic.rsplit("/", 1)[-1]
-    return f"ep__{short_topic}__{message_id}"
+    return f"ep__{_run_id_topic(short_topic)}__{message_id}"

@@ -50,9 +50,10 @@ def _reconciled(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
     return eventually(check, timeout=90, what=f"the operator to reconcile {namespace}/{name}")
 
 
+@pytest.mark.usefixtures("operator")
 @pytest.mark.parametrize("mode", ["client-side", "server-side"])
 def test_reapplying_a_reconciled_pipeline_shows_no_drift(
-    stack: StackInfo, kube: Kube, operator: object, namespace: str, tmp_path: Path, mode: str
+    stack: StackInfo, kube: Kube, namespace: str, tmp_path: Path, mode: str
 ) -> None:
     name = f"drift-{mode}"
     manifest = tmp_path / f"{name}.yaml"

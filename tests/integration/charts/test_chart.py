@@ -103,6 +103,7 @@ def test_default_values_render_controller_listener_and_least_privilege_rbac(tool
         "ClusterRoleBinding/ep-eventpipeline-operator-controller",
         "ClusterRoleBinding/ep-eventpipeline-operator-listener",
         "Deployment/ep-eventpipeline-operator-controller",
+        "Service/ep-eventpipeline-operator-controller",
         "Service/ep-eventpipeline-operator-listener",
         "ServiceAccount/ep-eventpipeline-operator-controller",
         "ServiceAccount/ep-eventpipeline-operator-listener",
@@ -179,7 +180,9 @@ def test_every_workload_is_restricted_and_its_arguments_parse(tools: Tools, valu
                     assert parsed.dedicated and parsed.replica_index == 0
             else:
                 assert parsed.command == "run"
-                assert parsed.liveness.endswith(f":{container['ports'][0]['containerPort']}/healthz")
+                ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+                assert parsed.liveness.endswith(f":{ports['health']}/healthz")
+                assert parsed.metrics_port == ports["metrics"]
 
 
 def test_a_typo_or_a_wrong_type_in_values_fails_with_its_path(tools: Tools) -> None:
@@ -252,17 +255,21 @@ def test_helm_install_creates_everything_and_uninstall_leaves_only_what_the_user
         f"networkpolicy.networking.k8s.io/{release}-controller",
         f"networkpolicy.networking.k8s.io/{release}-listener",
         f"prometheusrule.monitoring.coreos.com/{release}",
+        f"service/{release}-controller",
         f"service/{release}-listener",
         "serviceaccount/ep-full-listener",
         "serviceaccount/ep-full-operator",
+        f"servicemonitor.monitoring.coreos.com/{release}-controller",
         f"servicemonitor.monitoring.coreos.com/{release}-listener",
         f"statefulset.apps/{release}-listener",
     ]
     dedicated = [name for name in created if name.startswith(f"deployment.apps/{release}-dl-")]
     assert len(dedicated) == 2, created
     assert sorted(set(created) - set(dedicated)) == expected
-    # What the user owns: a pipeline (no controller runs here, so no finalizer holds it).
-    kube.create_pipeline(namespace, "mine", {"brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"}})
+    # What the user owns: a pipeline (suspended, so that a controller of another test leaves it be).
+    kube.create_pipeline(
+        namespace, "mine", {"brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"}, "suspend": True}
+    )
 
     tools.helm_run("uninstall", release, "--namespace", namespace, "--wait", "--timeout", "2m")
     assert _release_objects(tools, release, namespace) == []

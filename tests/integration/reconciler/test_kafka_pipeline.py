@@ -247,6 +247,12 @@ def test_topic_outside_the_namespace_template_is_refused(stack: Any, kube: Kube,
     assert "does not match the broker's template" in condition["message"]
 
 
+def test_operator_counts_its_backend_calls(stack: Any, operator: Any) -> None:
+    port = operator.args[operator.args.index("--metrics-port") + 1]
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=TIMEOUT).text
+    assert 'eventpipeline_backend_calls_total{operation="describe_topic",outcome="ok",system="kafka"}' in metrics
+
+
 def test_operator_log_is_structured(stack: Any, operator: Any) -> None:
     log = Layout.from_environment().log_path("operator-under-test").read_text().splitlines()
     json_lines = [line for line in log if line.startswith("{")]

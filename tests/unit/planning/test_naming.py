@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from eventpipeline.planning import naming
@@ -35,3 +37,21 @@ def test_namespace_patterns() -> None:
 def test_connection_id_defaults_to_the_topic() -> None:
     assert naming.connection_id("shop.orders", None) == "shop_orders"
     assert naming.connection_id("shop.orders", "mine") == "mine"
+
+
+AIRFLOW_RUN_ID = r"^[A-Za-z0-9_.~:+-]+$"
+
+
+def test_run_ids_are_accepted_by_airflow_even_for_awkward_topics() -> None:
+    for topic in ("shop.orders", "a..b", "x" * 245, "shop.orders-" + "y" * 200 + "..z"):
+        run_id = naming.kafka_run_id(topic, 9999, 2**62)
+        assert re.fullmatch(AIRFLOW_RUN_ID, run_id)
+        assert ".." not in run_id
+        assert len(run_id) <= naming.RUN_ID_MAX_LENGTH
+    assert naming.kafka_run_id("a..b", 0, 1) != naming.kafka_run_id("a.b", 0, 1)
+    assert naming.kafka_run_id("shop.orders", 0, 1) == "ep__shop.orders__0__1"
+
+
+def test_pulsar_run_ids_use_the_short_topic_and_the_message_id() -> None:
+    run_id = naming.pulsar_run_id("persistent://eventpipeline/shop/shop.orders", "12:3:-1:-1")
+    assert run_id == "ep__shop.orders__12:3:-1:-1"
