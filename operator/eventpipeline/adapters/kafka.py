@@ -42,6 +42,7 @@ from eventpipeline.adapters.errors import (
     UnavailableError,
 )
 from eventpipeline.adapters.metrics import counted
+from eventpipeline.adapters.ratelimit import RateLimiter
 from eventpipeline.planning.access import KafkaAcl
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
 
@@ -72,6 +73,7 @@ class KafkaAdminSettings:
     password: SecretStr
     ca_location: str | None = None
     timeout_seconds: float = 15.0
+    max_calls_per_second: float = 50.0
 
     def client_config(self) -> dict[str, str | int | float | bool]:
         config: dict[str, str | int | float | bool] = {
@@ -116,6 +118,7 @@ class KafkaAdmin:
         self._settings = settings
         self._timeout = settings.timeout_seconds
         self._client = AdminClient(settings.client_config())
+        self.rate_limiter = RateLimiter(settings.max_calls_per_second)
 
     def _wait(self, future: Future[Any], action: str) -> Any:
         try:

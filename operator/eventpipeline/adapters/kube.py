@@ -77,6 +77,20 @@ class Kube:
         return cast(dict[str, Any], result)
 
     @counted("kubernetes")
+    def patch_status(self, plural: str, name: str, namespace: str, status: dict[str, Any]) -> None:
+        """Merge-patch the status subresource of one of our namespaced objects."""
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, plural, name, {"status": status}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # deleted meanwhile: nothing left to report on
+            raise UnavailableError(
+                f"Kubernetes: writing the status of {plural}/{name} failed ({error.status})"
+            ) from error
+
+    @counted("kubernetes")
     def list_custom(self, plural: str) -> list[dict[str, Any]]:
         try:
             result = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)

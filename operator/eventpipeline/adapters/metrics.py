@@ -8,6 +8,8 @@ from typing import ParamSpec, TypeVar
 
 from prometheus_client import Counter
 
+from eventpipeline.adapters.ratelimit import RateLimiter
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -19,11 +21,17 @@ BACKEND_CALLS = Counter(
 
 
 def counted(system: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Count every call of the decorated adapter method, and whether it raised."""
+    """Count every call of the decorated adapter method, and whether it raised.
+
+    When the adapter object has a `rate_limiter`, the call first waits for its turn.
+    """
 
     def decorate(method: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(method)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            limiter: RateLimiter | None = getattr(args[0], "rate_limiter", None) if args else None
+            if limiter is not None:
+                limiter.acquire()
             try:
                 result = method(*args, **kwargs)
             except Exception:

@@ -26,6 +26,7 @@ from eventpipeline.adapters.errors import (
     UnavailableError,
 )
 from eventpipeline.adapters.metrics import counted
+from eventpipeline.adapters.ratelimit import RateLimiter
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
 
 
@@ -37,6 +38,7 @@ class PulsarAdminSettings:
     tenant: str
     cluster: str
     timeout_seconds: float = 15.0
+    max_calls_per_second: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class PulsarAdmin:
             headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
             timeout=settings.timeout_seconds,
         )
+        self.rate_limiter = RateLimiter(settings.max_calls_per_second)
 
     @counted("pulsar")
     def close(self) -> None:

@@ -81,6 +81,13 @@ class BrokerSpec(ApiModel):
         description="Namespaces whose pipelines may use this broker (shell-style patterns; "
         '"*" for all). A namespaced Broker is always usable from its own namespace.',
     )
+    max_admin_calls_per_second: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Ceiling on the operator's admin calls to this broker, so a wave of work "
+        "(many pipelines applied or rotating at once) queues instead of flooding the cluster.",
+    )
     topic_template: str = Field(
         default=DEFAULT_TOPIC_TEMPLATE,
         pattern=r"\{name\}",

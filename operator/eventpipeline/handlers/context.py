@@ -23,6 +23,8 @@ def _seconds(variable: str, default: float) -> float:
 
 # How often converged objects are re-checked for drift and due rotations.
 RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 300)
+# How often each pipeline is looked at (no I/O) to catch a rotation or revocation falling due.
+DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECONDS", 10))
 # Deletion retries before giving up on a broker or Airflow that is gone for good.
 DELETE_ATTEMPTS = int(_seconds("EVENTPIPELINE_DELETE_ATTEMPTS", 5))
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
@@ -39,6 +41,7 @@ class Services:
 
 _services: Services | None = None
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+_last_full_check: dict[str, float] = {}
 
 
 def services() -> Services:
@@ -54,6 +57,24 @@ def services() -> Services:
 def object_lock(uid: str) -> threading.Lock:
     """Timers and change handlers of one object must not reconcile it at the same time."""
     return _locks[uid]
+
+
+def full_check_due(uid: str, now: float) -> bool:
+    """Whether the periodic drift check of this object is due.
+
+    Not before the change handlers have reconciled it once in this process: they own the first run.
+    """
+    last = _last_full_check.get(uid)
+    return last is not None and now - last >= RESYNC_SECONDS
+
+
+def record_full_check(uid: str, now: float) -> None:
+    _last_full_check[uid] = now
+
+
+def forget(uid: str) -> None:
+    _last_full_check.pop(uid, None)
+    _locks.pop(uid, None)
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -91,3 +91,14 @@ def status_after(
 def valid_usernames(status: PrincipalStatus) -> list[str]:
     """Every generation that is valid right now: the current one, and the previous in grace."""
     return [status.username] + ([status.previous_username] if status.previous_username else [])
+
+
+def next_due(principals: list[PrincipalStatus]) -> datetime | None:
+    """The earliest moment a credential step falls due: a rotation or a previous generation's revocation."""
+    moments = [
+        parse_iso(moment)
+        for principal in principals
+        for moment in (principal.next_rotation_at, principal.previous_revoke_at)
+        if moment
+    ]
+    return min(moments, default=None)

@@ -145,8 +145,10 @@ class KafkaBackend:
         actual = self._admin.acls_on(sorted(resources))
         owned = {acl for acl in actual if ownership.owns(acl.principal)}
         diff = access.diff_owned(desired, actual, owned)
-        self._admin.create_acls(diff.to_add)
-        self._admin.delete_acls(diff.to_remove)
+        if diff.to_add:
+            self._admin.create_acls(diff.to_add)
+        if diff.to_remove:
+            self._admin.delete_acls(diff.to_remove)
         return AccessResult(
             len(diff.to_add),
             len(diff.to_remove),
@@ -161,8 +163,9 @@ class KafkaBackend:
         resources = [("TOPIC", topic)] + [("GROUP", group) for group in groups]
         if dead_letter:
             resources.append(("TOPIC", dead_letter))
-        actual = self._admin.acls_on(resources)
-        self._admin.delete_acls({acl for acl in actual if ownership.owns(acl.principal)})
+        owned = {acl for acl in self._admin.acls_on(resources) if ownership.owns(acl.principal)}
+        if owned:
+            self._admin.delete_acls(owned)
 
     def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]:
         return secrets.kafka_secret_data(self._endpoint, username, credential)

@@ -487,6 +487,15 @@ def listener_outcome(pipeline: PipelineObject, now: datetime) -> Outcome | None:
     return Outcome("ListenerReady", "True", "Listening", f"served by listener {reported.replica or ''}".strip())
 
 
+def listener_changed(pipeline: PipelineObject, now: datetime) -> bool:
+    """Whether what the listener reports would change the ListenerReady condition (no I/O)."""
+    outcome = listener_outcome(pipeline, now)
+    current = next((c for c in pipeline.status.conditions if c.type == "ListenerReady"), None)
+    if outcome is None or current is None:
+        return outcome is not None or current is not None
+    return (outcome.status, outcome.reason) != (current.status, current.reason)
+
+
 def dead_letter_topic(spec: EventPipelineSpec, topic: str) -> str | None:
     """The dead-letter topic when the pipeline triggers Airflow with dead-lettering on."""
     trigger = spec.airflow.trigger if spec.airflow is not None else None

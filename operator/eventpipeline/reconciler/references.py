@@ -159,6 +159,7 @@ def _backend(spec: BrokerSpec, secret: dict[str, str]) -> BrokerBackend:
                 sasl_mechanism=kafka.sasl_mechanism,
                 username=secret["username"],
                 password=SecretStr(secret["password"]),
+                max_calls_per_second=spec.max_admin_calls_per_second,
             )
         )
         endpoint = secrets.KafkaEndpoint(kafka.bootstrap_servers, kafka.security_protocol, kafka.sasl_mechanism)
@@ -171,6 +172,7 @@ def _backend(spec: BrokerSpec, secret: dict[str, str]) -> BrokerBackend:
         signing_key=SecretStr(secret["signingKey"]),
         tenant=pulsar.tenant,
         cluster=pulsar.cluster,
+        max_calls_per_second=spec.max_admin_calls_per_second,
     )
     return PulsarBackend(
         PulsarAdmin(admin_settings),

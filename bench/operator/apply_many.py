@@ -1,0 +1,182 @@
+"""Benchmark: apply N EventPipelines at once and measure the controller.
+
+Measures, on a stack of its own (kube + Kafka + Airflow, in its own state dir):
+- time until all N pipelines are Ready, and the rate;
+- the controller's peak RSS while converging;
+- an idle window after convergence: CPU seconds used and backend calls made, over a full
+  drift-check period, read from the controller's /proc entry and its Prometheus metrics.
+
+    .venv/bin/python bench/operator/apply_many.py --pipelines 1000 --idle-seconds 330
+
+Results are printed as JSON and appended to bench/operator/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from eventpipeline.devenv import stack
+from eventpipeline.devenv.runtime import Layout, Reporter, free_port
+
+HERE = Path(__file__).resolve().parent
+GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def backend_calls(metrics_port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+    calls: dict[str, float] = {}
+    for line in text.splitlines():
+        match = re.match(r'eventpipeline_backend_calls_total\{operation="(\w+)",outcome="\w+",system="(\w+)"\} (\S+)', line)
+        if match:
+            key = f"{match.group(2)}.{match.group(1)}"
+            calls[key] = calls.get(key, 0.0) + float(match.group(3))
+    return calls
+
+
+def pipeline_spec() -> dict[str, Any]:
+    return {
+        "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
+        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
+        "producers": [{"name": "app"}],
+        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "bench"}},
+    }
+
+
+def ready_count(custom: client.CustomObjectsApi, namespace: str) -> int:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines")["items"]
+    return sum(
+        1
+        for item in items
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in item.get("status", {}).get("conditions", []))
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument("--idle-seconds", type=float, default=330)
+    parser.add_argument("--resync-seconds", type=float, default=300)
+    parser.add_argument("--state-dir", default="/tmp/eventpipeline-bench")
+    parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
+    args = parser.parse_args()
+
+    os.environ["EVENTPIPELINE_STATE_DIR"] = args.state_dir
+    layout = Layout.from_environment()
+    report = Reporter()
+    info = stack.up(layout, report, only=["kube", "kafka", "airflow"])
+    exports = info.exports
+    api = config.new_client_from_config(config_file=exports["KUBECONFIG"])
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    namespace = f"bench-{int(time.time())}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+
+    metrics_port = free_port()
+    env = {**os.environ, **exports, "EVENTPIPELINE_RESYNC_SECONDS": str(args.resync_seconds)}
+    log = layout.log_path("bench-operator").open("ab")
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "eventpipeline.cli", "run", "--metrics-port", str(metrics_port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    peak_rss = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_rss
+        while not stop.is_set():
+            peak_rss = max(peak_rss, rss_bytes(operator.pid))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    try:
+        time.sleep(5)
+        sampler.start()
+        report.step("bench", f"applying {args.pipelines} pipelines in {namespace}")
+        started = time.monotonic()
+
+        def create(index: int) -> None:
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EventPipeline",
+                    "metadata": {"name": f"p{index:04d}"}, "spec": pipeline_spec()}
+            for attempt in range(5):
+                try:
+                    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", body)
+                    return
+                except ApiException as error:
+                    if error.status == 409 or attempt == 4:
+                        raise
+                    time.sleep(1)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(create, range(args.pipelines)))
+        applied = time.monotonic() - started
+        report.step("bench", f"applied in {applied:.1f}s; waiting for Ready")
+        ready = 0
+        while ready < args.pipelines:
+            assert operator.poll() is None, "the operator exited"
+            time.sleep(5)
+            ready = ready_count(custom, namespace)
+            report.step("bench", f"{ready}/{args.pipelines} Ready after {time.monotonic() - started:.0f}s, "
+                        f"operator RSS {rss_bytes(operator.pid) / 2**20:.0f} MiB")
+            if time.monotonic() - started > 1800:
+                break
+        converged = time.monotonic() - started
+        converging_rss = peak_rss
+        report.step("bench", f"idle window of {args.idle_seconds:.0f}s (resync every {args.resync_seconds:.0f}s)")
+        calls_before, cpu_before = backend_calls(metrics_port), cpu_seconds(operator.pid)
+        time.sleep(args.idle_seconds)
+        calls_after, cpu_after = backend_calls(metrics_port), cpu_seconds(operator.pid)
+        idle_calls = {key: calls_after[key] - calls_before.get(key, 0.0) for key in calls_after
+                      if calls_after[key] - calls_before.get(key, 0.0) > 0}
+        result = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "pipelines": args.pipelines,
+            "ready": ready,
+            "apply_seconds": round(applied, 1),
+            "all_ready_seconds": round(converged, 1),
+            "ready_per_second": round(ready / converged, 2),
+            "operator_peak_rss_mib": round(converging_rss / 2**20),
+            "idle_window_seconds": args.idle_seconds,
+            "resync_seconds": args.resync_seconds,
+            "idle_cpu_seconds": round(cpu_after - cpu_before, 1),
+            "idle_cpu_percent_of_one_core": round(100 * (cpu_after - cpu_before) / args.idle_seconds, 2),
+            "idle_backend_calls": {key: int(value) for key, value in sorted(idle_calls.items())},
+            "idle_backend_calls_per_pipeline": round(sum(idle_calls.values()) / max(ready, 1), 2),
+            "operator_rss_after_idle_mib": round(rss_bytes(operator.pid) / 2**20),
+        }
+        print(json.dumps(result, indent=2))
+        with (HERE / "results.jsonl").open("a") as results:
+            results.write(json.dumps(result) + "\n")
+    finally:
+        stop.set()
+        operator.terminate()
+        operator.wait(timeout=30)
+        if not args.keep:
+            stack.down(layout, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Kafka consumer of one pipeline: manual commits of the highest contiguous finished offset.
+
+`enable.auto.commit` and `enable.auto.offset.store` are off: an offset is committed only after
+its message has a DAG run (or sits in the dead-letter topic). Static group membership
+(`group.instance.id`) lets a restarted listener take its partitions back at once instead of
+waiting for the killed one's session to expire.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka import (
+    Message as KafkaMessage,
+)
+
+from eventpipeline.listener.planning import CommitTracker, Message
+from eventpipeline.listener.source import SourceError
+from eventpipeline.planning import naming
+
+COMMIT_INTERVAL_SECONDS = 0.2
+PAUSE_AFTER_SECONDS = 30.0
+TIMEOUT_SECONDS = 10.0
+AUTH_ERRORS = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+}
+ACCESS_ERRORS = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+}
+QUIET_ERRORS = {KafkaError._PARTITION_EOF, KafkaError._NO_OFFSET}
+
+
+def client_settings(secret: Mapping[str, str]) -> dict[str, Any]:
+    """librdkafka settings from the listener principal's Secret."""
+    return {
+        "bootstrap.servers": secret["bootstrap.servers"],
+        "security.protocol": secret.get("security.protocol", "SASL_PLAINTEXT"),
+        "sasl.mechanism": secret.get("sasl.mechanism", "SCRAM-SHA-512"),
+        "sasl.username": secret["username"],
+        "sasl.password": secret["password"],
+    }
+
+
+def describe(error: KafkaError) -> str:
+    code = error.code()
+    if code in AUTH_ERRORS:
+        return (
+            f"Kafka refused the listener's credential ({error.str()}); the operator re-issues it "
+            "(see CredentialsReady) and the listener picks up the new Secret"
+        )
+    if code in ACCESS_ERRORS:
+        return f"Kafka denied the listener access ({error.name()}: {error.str()}); see AccessReady"
+    return f"Kafka: {error.name()}: {error.str()}"
+
+
+class KafkaSource:
+    def __init__(self, topic: str, group: str, secret: Mapping[str, str], dead_letter_topic: str | None) -> None:
+        self._topic = topic
+        self._group = group
+        self._settings = client_settings(secret)
+        self._dead_letter_topic = dead_letter_topic
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._producer_lock = threading.Lock()
+        self._tracker = CommitTracker()
+        self._last_commit = 0.0
+        self._replay_from: datetime | None = None
+        self._replay_outcome: str | None = None
+        self._error: str | None = None
+        self._error_at = 0.0
+        self._error_code: int | None = None
+        self._assignment: list[int] = []
+        self._paused = False
+        self._full_since: float | None = None
+
+    # -- client callbacks (run inside poll/consume, on the worker thread) -------------------
+
+    def _on_error(self, error: KafkaError) -> None:
+        code = error.code()
+        if code in QUIET_ERRORS:
+            return
+        # A refused credential makes librdkafka call the broker down next; the cause is what to show.
+        if code == KafkaError._ALL_BROKERS_DOWN and self._error_code in AUTH_ERRORS | ACCESS_ERRORS:
+            self._error_at = time.monotonic()
+            return
+        self._error = describe(error)
+        self._error_code = code
+        self._error_at = time.monotonic()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._replay_from is not None and partitions:
+            moment = self._replay_from
+            self._replay_from = None
+            millis = int(moment.timestamp() * 1000)
+            wanted = [TopicPartition(p.topic, p.partition, millis) for p in partitions]
+            found = consumer.offsets_for_times(wanted, timeout=TIMEOUT_SECONDS)
+            # No message at or after the time: start at the end (nothing to replay there).
+            partitions = [
+                TopicPartition(p.topic, p.partition, p.offset if p.offset >= 0 else OFFSET_END) for p in found
+            ]
+            consumer.assign(partitions)
+            exact = [p for p in partitions if p.offset >= 0]
+            if exact:
+                consumer.commit(offsets=exact, asynchronous=False)
+            rewound = ", ".join(f"{p.partition}@{p.offset}" for p in exact) or "none (no message since then)"
+            self._replay_outcome = f"rewound to {moment.isoformat()}: partition@offset {rewound}"
+        else:
+            consumer.assign(partitions)
+        self._assignment = sorted(p.partition for p in partitions)
+        self._paused = False
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_now(consumer)
+        self._tracker.drop(p.partition for p in partitions)
+        consumer.unassign()
+        self._assignment = []
+        self._paused = False
+
+    # -- Source -------------------------------------------------------------------------------
+
+    def open(self, replay_from: datetime | None) -> None:
+        self._replay_from = replay_from
+        settings = {
+            **self._settings,
+            "group.id": self._group,
+            # One worker per pipeline: a restarted one replaces the killed one without a rebalance wait.
+            "group.instance.id": f"{self._group}.worker",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "error_cb": self._on_error,
+            "on_commit": self._on_commit,
+            "client.id": f"eventpipeline-listener:{self._group}",
+        }
+        try:
+            consumer = Consumer(settings)
+            consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        except KafkaException as error:
+            raise SourceError(describe(error.args[0])) from error
+        self._consumer = consumer
+
+    def receive(self, max_messages: int, timeout: float) -> list[Message]:
+        assert self._consumer is not None
+        # With the window full for long (an Airflow outage), keep polling, or the group evicts
+        # us after max.poll.interval.ms — with the partitions paused, so nothing is taken. Not
+        # for short waits: resuming drops what was prefetched and costs a fetch round trip.
+        now = time.monotonic()
+        if max_messages <= 0:
+            if self._full_since is None:
+                self._full_since = now
+            if not self._paused and now - self._full_since > PAUSE_AFTER_SECONDS and self._assignment:
+                self._consumer.pause([TopicPartition(self._topic, p) for p in self._assignment])
+                self._paused = True
+            if not self._paused:
+                return []
+        else:
+            self._full_since = None
+            if self._paused:
+                self._consumer.resume([TopicPartition(self._topic, p) for p in self._assignment])
+                self._paused = False
+        try:
+            # What is there now, without waiting; else wait for the first message only (consume
+            # would otherwise wait for a full batch until the timeout, adding latency).
+            raw = self._consumer.consume(num_messages=max(1, max_messages), timeout=0)
+            if not raw and timeout > 0:
+                raw = self._consumer.consume(num_messages=1, timeout=timeout)
+        except KafkaException as error:
+            self._on_error(error.args[0])
+            return []
+        messages = []
+        for item in raw:
+            failure = item.error()
+            if failure is not None:
+                self._on_error(failure)
+                continue
+            messages.append(self._message(item))
+        if messages:
+            self._error = None
+        return messages
+
+    def _message(self, item: KafkaMessage) -> Message:
+        partition, offset = item.partition(), item.offset()
+        assert partition is not None and offset is not None
+        self._tracker.take(partition, offset)
+        timestamp_type, timestamp = item.timestamp()
+        return Message(
+            topic=self._topic,
+            partition=partition,
+            position=str(offset),
+            run_id=naming.kafka_run_id(self._topic, partition, offset),
+            key=item.key(),
+            value=item.value(),
+            headers=_headers(item.headers()),
+            timestamp_ms=timestamp if timestamp_type != 0 and timestamp > 0 else None,
+            offset=offset,
+        )
+
+    def done(self, message: Message) -> None:
+        assert message.offset is not None
+        self._tracker.finish(message.partition, message.offset)
+
+    def window(self) -> int:
+        return self._tracker.uncommitted
+
+    def commit(self, *, force: bool = False) -> None:
+        if self._consumer is None:
+            return
+        if not force and time.monotonic() - self._last_commit < COMMIT_INTERVAL_SECONDS:
+            return
+        # In the loop, commits go out asynchronously (a lost one only means a redelivery, a 409);
+        # when forced (closing, a rebalance) they are synchronous.
+        self._commit_now(self._consumer, wait=force)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is None or error.code() == KafkaError._NO_OFFSET:
+            return
+        self._on_error(error)
+        self._tracker.restore({p.partition: p.offset for p in partitions if p.offset >= 0})
+
+    def _commit_now(self, consumer: Consumer, *, wait: bool = True) -> None:
+        pending = self._tracker.pending_commits()
+        self._last_commit = time.monotonic()
+        if not pending:
+            return
+        offsets = [TopicPartition(self._topic, partition, offset) for partition, offset in sorted(pending.items())]
+        try:
+            if wait:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            if kafka_error.code() != KafkaError._NO_OFFSET:
+                self._on_error(kafka_error)
+                self._tracker.restore(pending)
+
+    def lag(self) -> int | None:
+        consumer = self._consumer
+        if consumer is None or not self._assignment:
+            return None
+        started = time.monotonic()
+        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
+        try:
+            committed = consumer.committed(partitions, timeout=TIMEOUT_SECONDS)
+            total = 0
+            for position in committed:
+                low, high = consumer.get_watermark_offsets(position, timeout=TIMEOUT_SECONDS, cached=False)
+                start = position.offset if position.offset >= 0 else low
+                total += max(0, high - start)
+        except KafkaException as error:
+            self._on_error(error.args[0])
+            return None
+        if self._error_at < started:
+            self._error = None  # the broker answered with our credential: whatever failed before works now
+        return total
+
+    def replay_outcome(self) -> str | None:
+        outcome, self._replay_outcome = self._replay_outcome, None
+        return outcome
+
+    def error(self) -> str | None:
+        return self._error
+
+    def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
+        if self._dead_letter_topic is None:
+            raise SourceError("dead-lettering is disabled")
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = Producer({**self._settings, "acks": "all"})
+            producer = self._producer
+        outcome: list[KafkaError | None] = []
+        all_headers: list[tuple[str, str | bytes | None]] = [*message.headers, *headers.items()]
+        producer.produce(
+            self._dead_letter_topic,
+            value=message.value,
+            key=message.key,
+            headers=all_headers,
+            on_delivery=lambda error, _msg: outcome.append(error),
+        )
+        producer.flush(TIMEOUT_SECONDS)
+        if not outcome:
+            raise SourceError(f"no acknowledgement from Kafka for the dead-letter topic {self._dead_letter_topic}")
+        if outcome[0] is not None:
+            raise SourceError(f"writing to {self._dead_letter_topic} failed: {describe(outcome[0])}")
+
+    def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                self._commit_now(consumer)
+                consumer.close()
+            except (KafkaException, RuntimeError):
+                pass
+        with self._producer_lock:
+            if self._producer is not None:
+                self._producer.flush(TIMEOUT_SECONDS)
+                self._producer = None
+
+
+def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:
+    """Kafka headers as (name, bytes) pairs, in order (a name may repeat)."""
+    if not isinstance(raw, list):
+        return ()
+    pairs = []
+    for name, value in raw:
+        data = value.encode() if isinstance(value, str) else (value or b"")
+        pairs.append((str(name), data))
+    return tuple(pairs)

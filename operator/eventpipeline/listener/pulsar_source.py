@@ -1,0 +1,172 @@
+"""Pulsar consumer of one pipeline: a Failover subscription, individual acks after success.
+
+Failover keeps one active consumer per partition (so a replica handing over never has two
+serving at once), and a message is acknowledged only once its run exists; a crash leaves it
+unacknowledged, and the broker delivers it again to the next consumer (a 409 then).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import pulsar
+
+from eventpipeline.listener.planning import Message, pulsar_position
+from eventpipeline.listener.source import SourceError
+from eventpipeline.planning import naming
+
+OPERATION_TIMEOUT_SECONDS = 10
+CREDENTIAL_ERRORS = (pulsar.AuthenticationError, pulsar.AuthorizationError)
+LOG = logging.getLogger("eventpipeline.listener.pulsar")
+CLIENT_LOG = logging.getLogger("pulsar")
+CLIENT_LOG.setLevel(logging.WARNING)
+
+
+def describe(error: Exception) -> str:
+    if isinstance(error, pulsar.AuthenticationError):
+        return (
+            f"Pulsar refused the listener's token ({error}); the operator re-issues it "
+            "(see CredentialsReady) and the listener picks up the new Secret"
+        )
+    if isinstance(error, pulsar.AuthorizationError):
+        return f"Pulsar denied the listener's role access to the topic ({error}); see AccessReady"
+    return f"Pulsar: {type(error).__name__}: {error}"
+
+
+class PulsarSource:
+    def __init__(
+        self, topic: str, subscription: str, secret: Mapping[str, str], dead_letter_topic: str | None, queue: int
+    ) -> None:
+        self._topic = topic
+        self._subscription = subscription
+        self._service_url = secret["serviceUrl"]
+        self._token = secret["token"]
+        self._dead_letter_topic = dead_letter_topic
+        self._queue = queue
+        self._client: pulsar.Client | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._producer_lock = threading.Lock()
+        self._unacked: set[str] = set()
+        self._replay_outcome: str | None = None
+        self._error: str | None = None
+
+    def open(self, replay_from: datetime | None) -> None:
+        client = pulsar.Client(
+            self._service_url,
+            authentication=pulsar.AuthenticationToken(self._token),
+            operation_timeout_seconds=OPERATION_TIMEOUT_SECONDS,
+            logger=CLIENT_LOG,
+        )
+        try:
+            consumer = client.subscribe(
+                self._topic,
+                self._subscription,
+                consumer_type=pulsar.ConsumerType.Failover,
+                initial_position=pulsar.InitialPosition.Earliest,
+                receiver_queue_size=self._queue,
+                consumer_name=f"{self._subscription}.worker",
+            )
+            if replay_from is not None:
+                consumer.seek(int(replay_from.timestamp() * 1000))
+                self._replay_outcome = f"rewound subscription {self._subscription} to {replay_from.isoformat()}"
+        except Exception as error:
+            client.close()
+            raise SourceError(describe(error), credential_refused=isinstance(error, CREDENTIAL_ERRORS)) from error
+        self._client, self._consumer = client, consumer
+        self._error = None
+
+    def receive(self, max_messages: int, timeout: float) -> list[Message]:
+        messages: list[Message] = []
+        if max_messages <= 0:
+            return messages  # the broker stops sending once the receiver queue is full
+        wait_ms = max(1, int(timeout * 1000))
+        while len(messages) < max_messages:
+            try:
+                raw = self._consumer.receive(timeout_millis=wait_ms)
+            except pulsar.Timeout:
+                break
+            except pulsar.AlreadyClosed as error:
+                self._error = describe(error)
+                break
+            messages.append(self._message(raw))
+            wait_ms = 1
+        return messages
+
+    def _message(self, raw: Any) -> Message:
+        message_id = raw.message_id()
+        partition = message_id.partition()
+        position = pulsar_position(message_id.ledger_id(), message_id.entry_id(), partition, message_id.batch_index())
+        self._unacked.add(position)
+        properties = raw.properties() or {}
+        timestamp = raw.event_timestamp() or raw.publish_timestamp()
+        return Message(
+            topic=self._topic,
+            partition=partition,
+            position=position,
+            run_id=naming.pulsar_run_id(self._topic, position),
+            key=raw.partition_key().encode() if raw.partition_key() else None,
+            value=raw.data(),
+            headers=tuple((name, str(value).encode()) for name, value in sorted(properties.items())),
+            timestamp_ms=timestamp or None,
+            token=message_id,
+        )
+
+    def done(self, message: Message) -> None:
+        if message.position not in self._unacked:
+            return
+        self._unacked.discard(message.position)
+        try:
+            self._consumer.acknowledge(message.token)
+        except pulsar.PulsarException as error:
+            # Unacknowledged means delivered again later, which is a harmless 409.
+            LOG.warning("acknowledging %s failed: %s", message.position, error)
+
+    def commit(self, *, force: bool = False) -> None:
+        """Acknowledgements go out as messages finish; nothing is batched here."""
+
+    def window(self) -> int:
+        return len(self._unacked)
+
+    def lag(self) -> int | None:
+        return None  # the backlog is an admin statistic; the listener's role may not read it
+
+    def replay_outcome(self) -> str | None:
+        outcome, self._replay_outcome = self._replay_outcome, None
+        return outcome
+
+    def error(self) -> str | None:
+        return self._error
+
+    def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
+        if self._dead_letter_topic is None or self._client is None:
+            raise SourceError("dead-lettering is disabled")
+        try:
+            with self._producer_lock:
+                if self._producer is None:
+                    self._producer = self._client.create_producer(self._dead_letter_topic)
+                producer = self._producer
+            properties = {name: value.decode("utf-8", "backslashreplace") for name, value in message.headers}
+            properties.update(headers)
+            options: dict[str, Any] = {"properties": properties}
+            if message.key is not None:
+                options["partition_key"] = message.key.decode("utf-8", "backslashreplace")
+            if message.timestamp_ms:
+                options["event_timestamp"] = message.timestamp_ms
+            producer.send(message.value or b"", **options)
+        except Exception as error:
+            raise SourceError(f"writing to {self._dead_letter_topic} failed: {describe(error)}") from error
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self._consumer = self._producer = None
+        self._unacked.clear()
+        if client is not None:
+            try:
+                client.close()
+            except pulsar.PulsarException as error:
+                LOG.debug("closing the Pulsar client: %s", error)

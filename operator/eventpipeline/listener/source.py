@@ -1,0 +1,49 @@
+"""What the worker needs from a broker consumer; one implementation per broker."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from eventpipeline.listener.planning import Message
+
+
+class SourceError(Exception):
+    """The consumer could not be opened or used; the message says what to fix."""
+
+    def __init__(self, message: str, *, credential_refused: bool = False) -> None:
+        super().__init__(message)
+        self.credential_refused = credential_refused
+
+
+class Source(Protocol):
+    def open(self, replay_from: datetime | None) -> None:
+        """Connect and subscribe; with `replay_from`, rewind the subscription to that time first."""
+
+    def receive(self, max_messages: int, timeout: float) -> list[Message]:
+        """Up to `max_messages` new messages; each counts in `window` until `done`."""
+
+    def done(self, message: Message) -> None:
+        """The message has its run (or went to the dead-letter topic): it may be committed."""
+
+    def commit(self, *, force: bool = False) -> None:
+        """Commit what may be committed (rate-limited unless forced)."""
+
+    def window(self) -> int:
+        """Messages taken and not yet committed."""
+
+    def lag(self) -> int | None:
+        """Messages on the topic the subscription has not committed, when the broker says."""
+
+    def replay_outcome(self) -> str | None:
+        """Once, after `open(replay_from=…)` took effect: what was rewound."""
+
+    def error(self) -> str | None:
+        """The latest error the client reported, until consuming works again."""
+
+    def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
+        """Write the message to the dead-letter topic and wait for the broker's ack; raises SourceError."""
+
+    def close(self) -> None:
+        """Commit what may be committed, then disconnect."""
