@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,44 +43,63 @@ def kube(stack: devstack.StackInfo) -> Kube:
     return Kube(config.new_client_from_config(config_file=stack.exports["KUBECONFIG"]))
 
 
-@pytest.fixture(scope="session")
-def operator(stack: devstack.StackInfo, kube: Kube) -> Iterator[subprocess.Popen[bytes]]:
-    """The controller as a local process with the stack's kubeconfig, as in production minus the pod."""
-    layout = Layout.from_environment()
-    log_path = layout.log_path("operator-under-test")
-    port, metrics_port = free_port(), free_port()
-    env = {**os.environ, **stack.exports, **OPERATOR_ENV, "EVENTPIPELINE_OPERATOR_METRICS_PORT": str(metrics_port)}
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "eventpipeline.cli",
-                "run",
-                "--liveness",
-                f"http://127.0.0.1:{port}/healthz",
-                "--metrics-port",
-                str(metrics_port),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+class OperatorProcess:
+    """The controller as a local process with the stack's kubeconfig; tests may kill and restart it.
 
-    def alive() -> bool:
-        assert process.poll() is None, f"the operator exited:\n{tail(log_path)}"
+    Attributes not defined here are those of the running `subprocess.Popen`.
+    """
+
+    def __init__(self, exports: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.port, self.metrics_port = free_port(), free_port()
+        self.env = {**os.environ, **exports, **OPERATOR_ENV}
+        self.process: subprocess.Popen[bytes] = self.start()
+
+    def start(self) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "eventpipeline.cli",
+            "run",
+            "--liveness",
+            f"http://127.0.0.1:{self.port}/healthz",
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        eventually(self._alive, timeout=60, what="the operator's liveness endpoint")
+        return self.process
+
+    def _alive(self) -> bool:
+        assert self.process.poll() is None, f"the operator exited:\n{tail(self.log_path)}"
         try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+            return httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
-    eventually(alive, timeout=60, what="the operator's liveness endpoint")
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies mid-reconciliation."""
+        self.process.kill()
+        self.process.wait(timeout=20)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.process, name)
+
+
+@pytest.fixture(scope="session")
+def operator(stack: devstack.StackInfo, kube: Kube) -> Iterator[OperatorProcess]:
+    """The controller as a local process with the stack's kubeconfig, as in production minus the pod."""
+    process = OperatorProcess(dict(stack.exports), Layout.from_environment().log_path("operator-under-test"))
     yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    process.stop()
 
 
 @pytest.fixture

@@ -11,7 +11,14 @@ from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.handlers import context
 from eventpipeline.planning.credentials import next_due
-from eventpipeline.reconciler.pipeline import Note, TopicClaim, listener_changed, parse_pipeline, utcnow
+from eventpipeline.reconciler.pipeline import (
+    Note,
+    TopicClaim,
+    listener_changed,
+    parse_pipeline,
+    rotation_pending,
+    utcnow,
+)
 
 RESOURCE = (GROUP, VERSION, "eventpipelines")
 
@@ -85,7 +92,7 @@ def reconcile_periodically(*, body: kopf.Body, **kwargs: Any) -> None:
     pipeline = parse_pipeline(dict(body))
     now = utcnow()
     due = next_due(pipeline.status.principals)
-    credential_due = due is not None and now >= due
+    credential_due = (due is not None and now >= due) or rotation_pending(pipeline)
     if credential_due or listener_changed(pipeline, now) or context.full_check_due(pipeline.uid, time.monotonic()):
         _reconcile(body, kwargs["topic_claims"])
 

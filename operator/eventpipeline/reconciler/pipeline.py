@@ -243,12 +243,14 @@ class PipelineReconciler:
         previous = {principal.name: principal for principal in pipeline.status.principals}
         to_write: dict[str, tuple[str, dict[str, str]]] = {}
         statuses: list[PrincipalStatus] = []
+        rotated = False
         try:
             for principal in managed_principals(pipeline.spec):
                 base = naming.principal_base(pipeline.namespace, pipeline.name, principal.name)
                 current = previous.get(principal.name)
                 plan = plan_credential(base, current, run.now, rotate_requested)
                 secret_name = naming.secret_name(pipeline.name, principal.name)
+                rotated = rotated or plan.step == "rotate"
                 if plan.step in ("issue", "rotate"):
                     credential = backend.issue_credential(plan.username, run.now, (rotate_every, grace))
                     to_write[principal.name] = (secret_name, backend.secret_data(plan.username, credential))
@@ -282,7 +284,8 @@ class PipelineReconciler:
         except AdapterError as error:
             raise run.fail("CredentialsReady", error.reason, str(error)) from error
         run.status.principals = statuses
-        if rotate_requested:
+        if rotate_requested and (rotated or not any(p.previous_username for p in statuses)):
+            # A request made mid-grace waits for the revocation, then rotates on a later run.
             run.status.rotate_request = requested
         run.ok("CredentialsReady", "CredentialsIssued", f"{len(statuses)} principal(s) have a current credential")
         return to_write
@@ -485,6 +488,12 @@ def listener_outcome(pipeline: PipelineObject, now: datetime) -> Outcome | None:
             f"listener {reported.replica or ''} last reported at {reported.updated_at}; check that it runs",
         )
     return Outcome("ListenerReady", "True", "Listening", f"served by listener {reported.replica or ''}".strip())
+
+
+def rotation_pending(pipeline: PipelineObject) -> bool:
+    """Whether the rotate annotation asks for a rotation not yet performed."""
+    requested = pipeline.annotations.get(ROTATE_ANNOTATION)
+    return requested is not None and requested != pipeline.status.rotate_request
 
 
 def listener_changed(pipeline: PipelineObject, now: datetime) -> bool:

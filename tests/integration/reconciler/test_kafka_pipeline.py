@@ -248,8 +248,7 @@ def test_topic_outside_the_namespace_template_is_refused(stack: Any, kube: Kube,
 
 
 def test_operator_counts_its_backend_calls(stack: Any, operator: Any) -> None:
-    port = operator.args[operator.args.index("--metrics-port") + 1]
-    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=TIMEOUT).text
+    metrics = httpx.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=TIMEOUT).text
     assert 'eventpipeline_backend_calls_total{operation="describe_topic",outcome="ok",system="kafka"}' in metrics
 
 
