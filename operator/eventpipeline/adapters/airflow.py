@@ -73,11 +73,13 @@ class AirflowConnections:
     def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
         self._settings = settings
         self._tokens = tokens or AirflowTokens(settings)
+        self._configuration = Configuration(host=settings.api_url.rstrip("/"))
+        self._connections = ConnectionApi(ApiClient(self._configuration))
 
     def _api(self) -> ConnectionApi:
-        configuration = Configuration(host=self._settings.api_url.rstrip("/"))
-        configuration.access_token = self._tokens.token()
-        return ConnectionApi(ApiClient(configuration))
+        # One client (and connection pool) per instance; the token is read at each request.
+        self._configuration.access_token = self._tokens.token()
+        return self._connections
 
     def _with_token(self, action: str, call: Any) -> Any:
         """Run `call(api)`; on a 401 renew the token once and try again."""

@@ -42,12 +42,19 @@ class Owner:
         }
 
 
-def load_configuration() -> None:
-    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+def load_configuration(pool_size: int = 32) -> None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
+
+    The connection pool matches the reconciliation worker count, so parallel reconciles reuse
+    connections instead of opening and discarding them.
+    """
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = pool_size
+    client.Configuration.set_default(configuration)
 
 
 def fingerprint(data: dict[str, str]) -> str:

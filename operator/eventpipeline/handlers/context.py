@@ -24,7 +24,7 @@ def _seconds(variable: str, default: float) -> float:
 # How often converged objects are re-checked for drift and due rotations.
 RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 300)
 # How often each pipeline is looked at (no I/O) to catch a rotation or revocation falling due.
-DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECONDS", 10))
+DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECONDS", 30))
 # Deletion retries before giving up on a broker or Airflow that is gone for good.
 DELETE_ATTEMPTS = int(_seconds("EVENTPIPELINE_DELETE_ATTEMPTS", 5))
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
@@ -47,7 +47,7 @@ _last_full_check: dict[str, float] = {}
 def services() -> Services:
     global _services  # noqa: PLW0603 - one set of clients per process, built on first use
     if _services is None:
-        load_configuration()
+        load_configuration(pool_size=WORKERS * 2)
         kube = Kube()
         references = References(kube)
         _services = Services(kube, references, PipelineReconciler(kube, references))

@@ -2,6 +2,21 @@
 
 `eventpipeline listen` runs `run()`; see `service` (which pipelines, which workers), `worker`
 (one pipeline's consume → trigger → commit loop) and `planning` (the pure decisions).
+
+Guarantees, mode DagRun: the run id is derived from the message's position
+(`naming.kafka_run_id` / `naming.pulsar_run_id`), and the Kafka offset is committed / the Pulsar
+message acknowledged only after Airflow answered 200 (created) or 409 (exists). A crash at any
+point re-delivers only messages whose run may not exist yet, and Airflow answers those with 409:
+exactly one run per message.
+
+Mode AssetEvent differs: Airflow has no idempotency key for asset events, so a message
+re-delivered after a crash between Airflow's answer and the commit gives a second event
+(at-least-once; the run id travels in the event's `extra.eventId` for de-duplication in the DAG),
+and the scheduler may merge several queued events into one DAG run.
+
+Sharing out: each replica serves the pipelines that rendezvous hashing of `namespace/name` over
+`--replicas` gives its `--replica-index`; pipelines with `spec.listener.dedicated` are served
+only by a listener started with `--dedicated namespace/name`.
 """
 
 from __future__ import annotations
