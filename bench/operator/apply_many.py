@@ -51,7 +51,9 @@ def backend_calls(metrics_port: int) -> dict[str, float]:
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     calls: dict[str, float] = {}
     for line in text.splitlines():
-        match = re.match(r'eventpipeline_backend_calls_total\{operation="(\w+)",outcome="\w+",system="(\w+)"\} (\S+)', line)
+        match = re.match(
+            r'eventpipeline_backend_calls_total\{operation="(\w+)",outcome="\w+",system="(\w+)"\} (\S+)', line
+        )
         if match:
             key = f"{match.group(2)}.{match.group(1)}"
             calls[key] = calls.get(key, 0.0) + float(match.group(3))
@@ -76,13 +78,58 @@ def ready_count(custom: client.CustomObjectsApi, namespace: str) -> int:
     )
 
 
+def generation_two_count(custom: client.CustomObjectsApi, namespace: str) -> int:
+    items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines")["items"]
+    return sum(
+        1
+        for item in items
+        if all(p["generation"] >= 2 for p in item.get("status", {}).get("principals", []) or [{"generation": 0}])
+    )
+
+
+def kafka_calls(metrics_port: int) -> float:
+    return sum(value for key, value in backend_calls(metrics_port).items() if key.startswith("kafka."))
+
+
+def rotation_wave(
+    custom: client.CustomObjectsApi, namespace: str, metrics_port: int, pipelines: int, report: Reporter
+) -> dict[str, Any]:
+    """Annotate every pipeline to rotate at once; time to all rotated and peak broker admin calls/s."""
+    started = time.monotonic()
+    patch = {"metadata": {"annotations": {"eventpipeline.dev/rotate": str(time.time())}}}
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda i: custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, "eventpipelines", f"p{i:04d}", patch
+                ),
+                range(pipelines),
+            )
+        )
+    peak, previous, last_sample = 0.0, kafka_calls(metrics_port), time.monotonic()
+    rotated = 0
+    while rotated < pipelines and time.monotonic() - started < 1800:
+        time.sleep(1)
+        now, calls = time.monotonic(), kafka_calls(metrics_port)
+        peak = max(peak, (calls - previous) / (now - last_sample))
+        previous, last_sample = calls, now
+        if int(now - started) % 5 == 0:
+            rotated = generation_two_count(custom, namespace)
+            report.step(
+                "bench", f"{rotated}/{pipelines} rotated after {now - started:.0f}s, peak {peak:.0f} Kafka calls/s"
+            )
+    elapsed = time.monotonic() - started
+    return {"rotated": rotated, "seconds": round(elapsed, 1), "peak_kafka_admin_calls_per_second": round(peak, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pipelines", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=330)
     parser.add_argument("--resync-seconds", type=float, default=300)
-    parser.add_argument("--state-dir", default="/tmp/eventpipeline-bench")
+    parser.add_argument("--state-dir", default=str(Path.home() / ".local/state/eventpipeline/bench"))
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
+    parser.add_argument("--rotate-wave", action="store_true", help="then rotate every pipeline's credentials at once")
     args = parser.parse_args()
 
     os.environ["EVENTPIPELINE_STATE_DIR"] = args.state_dir
@@ -100,7 +147,9 @@ def main() -> None:
     log = layout.log_path("bench-operator").open("ab")
     operator = subprocess.Popen(
         [sys.executable, "-m", "eventpipeline.cli", "run", "--metrics-port", str(metrics_port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     peak_rss = 0
     stop = threading.Event()
@@ -119,8 +168,12 @@ def main() -> None:
         started = time.monotonic()
 
         def create(index: int) -> None:
-            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EventPipeline",
-                    "metadata": {"name": f"p{index:04d}"}, "spec": pipeline_spec()}
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "EventPipeline",
+                "metadata": {"name": f"p{index:04d}"},
+                "spec": pipeline_spec(),
+            }
             for attempt in range(5):
                 try:
                     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", body)
@@ -139,8 +192,11 @@ def main() -> None:
             assert operator.poll() is None, "the operator exited"
             time.sleep(5)
             ready = ready_count(custom, namespace)
-            report.step("bench", f"{ready}/{args.pipelines} Ready after {time.monotonic() - started:.0f}s, "
-                        f"operator RSS {rss_bytes(operator.pid) / 2**20:.0f} MiB")
+            report.step(
+                "bench",
+                f"{ready}/{args.pipelines} Ready after {time.monotonic() - started:.0f}s, "
+                f"operator RSS {rss_bytes(operator.pid) / 2**20:.0f} MiB",
+            )
             if time.monotonic() - started > 1800:
                 break
         converged = time.monotonic() - started
@@ -149,8 +205,11 @@ def main() -> None:
         calls_before, cpu_before = backend_calls(metrics_port), cpu_seconds(operator.pid)
         time.sleep(args.idle_seconds)
         calls_after, cpu_after = backend_calls(metrics_port), cpu_seconds(operator.pid)
-        idle_calls = {key: calls_after[key] - calls_before.get(key, 0.0) for key in calls_after
-                      if calls_after[key] - calls_before.get(key, 0.0) > 0}
+        idle_calls = {
+            key: calls_after[key] - calls_before.get(key, 0.0)
+            for key in calls_after
+            if calls_after[key] - calls_before.get(key, 0.0) > 0
+        }
         result = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "pipelines": args.pipelines,
@@ -167,6 +226,8 @@ def main() -> None:
             "idle_backend_calls_per_pipeline": round(sum(idle_calls.values()) / max(ready, 1), 2),
             "operator_rss_after_idle_mib": round(rss_bytes(operator.pid) / 2**20),
         }
+        if args.rotate_wave:
+            result["rotation_wave"] = rotation_wave(custom, namespace, metrics_port, args.pipelines, report)
         print(json.dumps(result, indent=2))
         with (HERE / "results.jsonl").open("a") as results:
             results.write(json.dumps(result) + "\n")
