@@ -33,6 +33,7 @@ integration: venv
 lint: venv
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy
