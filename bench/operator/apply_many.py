@@ -221,7 +221,7 @@ def main() -> None:
             "idle_window_seconds": args.idle_seconds,
             "resync_seconds": args.resync_seconds,
             "idle_cpu_seconds": round(cpu_after - cpu_before, 1),
-            "idle_cpu_percent_of_one_core": round(100 * (cpu_after - cpu_before) / args.idle_seconds, 2),
+            "idle_cpu_percent_of_one_core": round(100 * (cpu_after - cpu_before) / max(args.idle_seconds, 1e-9), 2),
             "idle_backend_calls": {key: int(value) for key, value in sorted(idle_calls.items())},
             "idle_backend_calls_per_pipeline": round(sum(idle_calls.values()) / max(ready, 1), 2),
             "operator_rss_after_idle_mib": round(rss_bytes(operator.pid) / 2**20),
