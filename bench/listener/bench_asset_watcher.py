@@ -35,6 +35,7 @@ from bench_listener import (
     GROUP,
     VERSION,
     Airflow,
+    cleanup,
     parse_time,
     percentile,
     producer_for,
@@ -168,6 +169,7 @@ def main() -> None:
     airflow = Airflow(exports)
     results: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "messages": args.messages}
     processes: list[subprocess.Popen[bytes]] = []
+    namespace, dag_file = "", None
     try:
         if not args.no_operator:
             processes.append(start_process(["run", "--metrics-port", "0"], exports, "operator-bench-watcher"))
@@ -191,7 +193,8 @@ def main() -> None:
         dag_id = f"ep_watcher_{uuid.uuid4().hex[:8]}"
         dags = Path(exports["AIRFLOW_DAGS_FOLDER"])
         text = WATCHER_DAG.format(topic=topic, connection=connection, dag_id=dag_id)
-        write_atomically(dags / f"{dag_id}.py", text)
+        dag_file = dags / f"{dag_id}.py"
+        write_atomically(dag_file, text)
 
         def asset_id() -> int | None:
             with airflow.client() as http:
@@ -230,6 +233,10 @@ def main() -> None:
         results["dag_runs_for_all_events"] = runs
         results["events_total"] = len(asset_events(airflow, asset))
     finally:
+        if namespace:
+            cleanup(custom, core, namespace)
+        if dag_file is not None:
+            dag_file.unlink(missing_ok=True)  # stops the watcher's trigger
         for process in processes:
             process.terminate()
             process.wait(30)

@@ -204,6 +204,19 @@ def runs_created(metrics_port: int, pipeline: str) -> int:
     return int(total)
 
 
+def cleanup(custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str) -> None:
+    """Delete the benchmark's pipelines (the operator removes topics, users, ACLs), then the namespace."""
+    listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines")
+    for item in listing["items"]:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", item["metadata"]["name"])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if not custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines")["items"]:
+            break
+        time.sleep(2)
+    core.delete_namespace(namespace)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -384,9 +397,15 @@ def main() -> None:
         results["runs_for_messages"] = f"{len(runs)}/{total}"
         print(f"   p50 {results['latency_p50_ms']:.0f} ms, p99 {results['latency_p99_ms']:.0f} ms", file=sys.stderr)
     finally:
-        for process in processes:
+        # Listener first (it serves the pipelines), then the pipelines, while the operator runs.
+        for process in processes[1:] if not args.no_operator else processes:
             process.terminate()
             process.wait(30)
+        cleanup(custom, core, namespace)
+        (Path(exports["AIRFLOW_DAGS_FOLDER"]) / f"{dag_id}.py").unlink(missing_ok=True)
+        if not args.no_operator:
+            processes[0].terminate()
+            processes[0].wait(30)
 
     if args.idle:
         print(f"4. RSS with {args.idle} idle pipelines…", file=sys.stderr)
