@@ -69,10 +69,11 @@ def kafka_read_all(exports: Mapping[str, str], topic: str, expected: int, timeou
 
 
 def kafka_committed(exports: Mapping[str, str], group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets; 0 for a partition it never committed (nothing to commit there)."""
     consumer = Consumer({**kafka_admin_settings(exports), "group.id": group})
     try:
         committed = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=TIMEOUT)
-        return {tp.partition: tp.offset for tp in committed}
+        return {tp.partition: max(tp.offset, 0) for tp in committed}
     finally:
         consumer.close()
 

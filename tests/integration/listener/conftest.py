@@ -90,7 +90,7 @@ def airflow(stack: Any) -> Airflow:
 
 
 @pytest.fixture(scope="session")
-def dag_id(stack: Any, airflow: Airflow) -> str:
+def dag_id(stack: Any, airflow: Airflow) -> Iterator[str]:
     """A DAG of this session (schedule=None, one trivial task), once Airflow lists it."""
     name = "ep_listener_" + unique("t").replace("-", "_")
     write_dag(stack.exports["AIRFLOW_DAGS_FOLDER"], name)
@@ -100,7 +100,11 @@ def dag_id(stack: Any, airflow: Airflow) -> str:
         interval=2,
         what=f"Airflow to list DAG {name}",
     )
-    return name
+    # Paused: runs are created and stay queued, so the 2-core machine does not execute hundreds of
+    # task instances while the suite runs. Creating runs is what the listener does.
+    airflow.request("PATCH", f"/api/v2/dags/{name}", json={"is_paused": True}).raise_for_status()
+    yield name
+    (Path(stack.exports["AIRFLOW_DAGS_FOLDER"]) / f"{name}.py").unlink(missing_ok=True)
 
 
 class Listener:

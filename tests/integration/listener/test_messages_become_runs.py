@@ -9,8 +9,10 @@ import os
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from eventpipeline.devenv.runtime import Layout
@@ -254,6 +256,124 @@ def test_a_revoked_listener_credential_is_reported_in_status(harness: Harness) -
     kafka_produce(producer, topic, ["after-repair"])
     wait_runs(airflow, dag_id, run_prefix(namespace, "revoked"), 1, timeout=90)
     eventually(lambda: "error" not in listener_status(kube, namespace, "revoked"), timeout=30, what="error cleared")
+
+
+def test_a_rotated_listener_credential_is_picked_up_without_a_restart(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    pipeline = spec("local-kafka", dag_id)
+    pipeline["credentials"] = {"rotateEvery": "24h", "gracePeriod": "5s"}
+    kube.create_pipeline(namespace, "rotated", pipeline)
+    topic = wait_ready(kube, namespace, "rotated")["status"]["topic"]
+    producer = kube.secret(namespace, "rotated-app-credentials")
+    assert producer is not None
+    prefix = run_prefix(namespace, "rotated")
+    listener = h.listener_factory(f"{namespace}/rotated")
+    kafka_produce(producer, topic, values("before", 10))
+    wait_runs(airflow, dag_id, prefix, 10)
+
+    kube.patch_pipeline(namespace, "rotated", {"metadata": {"annotations": {"eventpipeline.dev/rotate": "now"}}})
+
+    def rotated_and_revoked() -> bool:
+        principals = (kube.get_pipeline(namespace, "rotated") or {}).get("status", {}).get("principals", [])
+        listener_principal = next(p for p in principals if p["name"] == "listener")
+        return listener_principal["generation"] == 2 and not listener_principal.get("previousUsername")
+
+    eventually(rotated_and_revoked, timeout=90, what="the listener credential to rotate and the old one to go")
+    producer = kube.secret(namespace, "rotated-app-credentials")
+    assert producer is not None
+    kafka_produce(producer, topic, values("after", 10))
+    wait_runs(airflow, dag_id, prefix, 20)
+    assert_exactly(airflow, dag_id, prefix, values("before", 10) + values("after", 10))
+    assert listener.alive(), "the listener was not restarted"
+    assert "listener Secret changed; reconnecting" in listener.log_path.read_text()
+
+
+def test_a_revoked_pulsar_grant_is_reported_and_the_listener_recovers_once_repaired(harness: Harness) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "denied", spec("local-pulsar", dag_id))
+    body = wait_ready(kube, namespace, "denied")
+    topic = body["status"]["topic"]
+    role = next(p["username"] for p in body["status"]["principals"] if p["name"] == "listener")
+    path = "/admin/v2/persistent/" + topic.removeprefix("persistent://") + f"/permissions/{role}"
+    exports = h.stack.exports
+    h.operator.send_signal(signal.SIGSTOP)  # nothing re-grants until the test says so
+    try:
+        revoked = httpx.delete(
+            exports["PULSAR_ADMIN_URL"] + path,
+            headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
+            timeout=15,
+        )
+        assert revoked.status_code in (200, 204), revoked.text
+        h.listener_factory(f"{namespace}/denied")
+        status = eventually(
+            lambda: (s := listener_status(kube, namespace, "denied")).get("error") and s,
+            timeout=60,
+            what="status.listener.error",
+        )
+        assert "Pulsar denied" in status["error"], status["error"]
+    finally:
+        h.operator.send_signal(signal.SIGCONT)
+    producer = kube.secret(namespace, "denied-app-credentials")
+    assert producer is not None
+    pulsar_produce(producer, topic, ["after-repair"])
+    wait_runs(airflow, dag_id, run_prefix(namespace, "denied"), 1, timeout=120)
+    eventually(lambda: "error" not in listener_status(kube, namespace, "denied"), timeout=30, what="error cleared")
+
+
+ASSET_DAG = """\
+from airflow.sdk import DAG, Asset, task
+
+with DAG(dag_id="{dag_id}", schedule=[Asset(name="{dag_id}", uri="{uri}")], catchup=False):
+
+    @task
+    def noop() -> None:
+        pass
+
+    noop()
+"""
+
+
+def test_asset_event_mode_posts_one_event_per_message(harness: Harness) -> None:
+    h = harness
+    kube, namespace, airflow = h.kube, h.namespace, h.airflow
+    asset_dag = f"{h.dag_id}_asset"
+    uri = f"file:///tmp/eventpipeline-test/{asset_dag}"
+    folder = Path(h.stack.exports["AIRFLOW_DAGS_FOLDER"])
+    tmp = folder / f".{asset_dag}.tmp"
+    tmp.write_text(ASSET_DAG.format(dag_id=asset_dag, uri=uri))
+    tmp.rename(folder / f"{asset_dag}.py")
+
+    def asset_id() -> int | None:
+        found = airflow.request("GET", "/api/v2/assets", params={"uri_pattern": uri}).json().get("assets", [])
+        return next((int(asset["id"]) for asset in found if asset["uri"] == uri), None)
+
+    asset = eventually(asset_id, timeout=120, interval=2, what=f"Airflow to know asset {uri}")
+    pipeline = spec("local-kafka", asset_dag, mode="AssetEvent", assetUri=uri)
+    kube.create_pipeline(namespace, "assets", pipeline)
+    topic = wait_ready(kube, namespace, "assets")["status"]["topic"]
+    producer = kube.secret(namespace, "assets-app-credentials")
+    assert producer is not None
+    h.listener_factory(f"{namespace}/assets")
+    kafka_produce(producer, topic, values("a", 5))
+
+    def events() -> dict[str, Any]:
+        response = airflow.request("GET", "/api/v2/assets/events", params={"asset_id": asset, "limit": 100})
+        listed = response.json().get("asset_events", [])
+        return {event["extra"]["eventId"]: event for event in listed if "eventId" in (event.get("extra") or {})}
+
+    try:
+        found = eventually(lambda: len(e := events()) >= 5 and e, timeout=60, what="5 asset events")
+    finally:
+        (folder / f"{asset_dag}.py").unlink(missing_ok=True)
+    assert sorted(event["extra"]["value"] for event in found.values()) == values("a", 5)
+    group = f"ep.{namespace}.assets.listener"
+    eventually(
+        lambda: kafka_committed(h.stack.exports, group, topic, 2) == kafka_end_offsets(h.stack.exports, topic, 2),
+        timeout=30,
+        what="the offsets of posted events to be committed",
+    )
 
 
 # -- Pulsar -----------------------------------------------------------------------------------
