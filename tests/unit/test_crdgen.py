@@ -43,4 +43,4 @@ def test_pipeline_crd_carries_the_cel_rules_and_columns() -> None:
     assert "duration(self.gracePeriod) < duration(self.rotateEvery)" in text
     columns = [column["name"] for column in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
     assert columns[:4] == ["Broker", "Topic", "DAG", "Ready"]
-    assert crd["spec"]["names"]["shortNames"] == ["ep", "eps"]
+    assert crd["spec"]["names"]["shortNames"] == ["eps", "epl"]

@@ -57,7 +57,8 @@ def _airflow_columns() -> list[dict[str, str]]:
 EVENT_PIPELINE = Kind(
     kind="EventPipeline",
     plural="eventpipelines",
-    short_names=["ep", "eps"],
+    # Not "ep": kubectl resolves it to core Endpoints first.
+    short_names=["eps", "epl"],
     namespaced=True,
     spec=EventPipelineSpec,
     status=EventPipelineStatus,

@@ -190,11 +190,20 @@ def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int) ->
         what=f"{expected} DAG runs",
         log_path=layout.log_path("listener"),
     )
+    report.step("demo", f"{expected} DAG run(s) created; waiting for Airflow to run them")
+    finished = ("success", "failed")
+    wait_until(
+        "demo",
+        lambda: all(run["state"] in finished for run in new_runs()),
+        timeout=300,
+        what="the DAG runs to finish",
+        log_path=layout.log_path("airflow-scheduler"),
+    )
     for run in sorted(new_runs(), key=lambda run: str(run["dag_run_id"])):
         report.step("demo", f"DAG run {run['dag_run_id']}: {run['state']}")
     report.step("demo", f"{expected} message(s) became {len(new_runs())} DAG run(s). The stack keeps running:")
     print(
-        f'  eval "$(.venv/bin/eventpipeline dev env)"; $KUBECTL get ep -n {DEMO_NAMESPACE}\n'
+        f'  eval "$(.venv/bin/eventpipeline dev env)"; $KUBECTL get eventpipelines -n {DEMO_NAMESPACE}\n'
         f"  Airflow UI: {exports['AIRFLOW_API_URL']} (user {exports['AIRFLOW_USERNAME']}, password from `dev env`)\n"
         "  stop everything with: make down",
         file=sys.stderr,
