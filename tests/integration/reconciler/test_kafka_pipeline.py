@@ -256,3 +256,43 @@ def test_operator_log_is_structured(stack: Any, operator: Any) -> None:
     log = Layout.from_environment().log_path("operator-under-test").read_text().splitlines()
     json_lines = [line for line in log if line.startswith("{")]
     assert json_lines, "the operator wrote no JSON log lines"
+
+
+def test_secret_edited_by_hand_is_replaced_with_a_working_credential(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    kube.create_pipeline(namespace, "edited", spec())
+    kube.wait_condition(namespace, "edited", "Ready", "True")
+    kube.core.patch_namespaced_secret(
+        "edited-checkout-credentials", namespace, {"stringData": {"password": "typed-by-hand"}}
+    )
+    repaired = eventually(
+        lambda: (s := kube.secret(namespace, "edited-checkout-credentials")) and s["password"] != "typed-by-hand" and s,
+        timeout=60,
+        what="the Secret to be replaced",
+    )
+    assert produce(repaired, f"{namespace}.edited") is None
+    assert any(reason == "CredentialRepaired" for _, reason, _ in kube.events(namespace, "edited"))
+
+
+def test_airflow_connection_deleted_by_hand_is_restored(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    exports = stack.exports
+    kube.create_pipeline(namespace, "conn", spec())
+    kube.wait_condition(namespace, "conn", "Ready", "True")
+    connection_id = kube.get_pipeline(namespace, "conn")["status"]["airflowConnection"]  # type: ignore[index]
+    token = httpx.post(
+        f"{exports['AIRFLOW_API_URL']}/auth/token",
+        json={"username": exports["AIRFLOW_USERNAME"], "password": exports["AIRFLOW_PASSWORD"]},
+        timeout=TIMEOUT,
+    ).json()["access_token"]
+    deleted = httpx.delete(
+        f"{exports['AIRFLOW_API_URL']}/api/v2/connections/{connection_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=TIMEOUT,
+    )
+    assert deleted.status_code == 204, deleted.text
+    eventually(
+        lambda: airflow_connection(exports, connection_id).status_code == 200,
+        timeout=60,
+        what="the connection to come back",
+    )
