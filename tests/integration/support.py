@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import pulsar
+from confluent_kafka import KafkaError, Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -101,3 +103,43 @@ class Kube:
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
         return [(event.type, event.reason, event.message) for event in events.items]
+
+
+def kafka_producer(secret: Mapping[str, str]) -> Producer:
+    """A producer configured from a pipeline Secret's keys, as an application would build it."""
+    return Producer(
+        {
+            "bootstrap.servers": secret["bootstrap.servers"],
+            "security.protocol": secret["security.protocol"],
+            "sasl.mechanism": secret["sasl.mechanism"],
+            "sasl.username": secret["username"],
+            "sasl.password": secret["password"],
+            "message.timeout.ms": 10000,
+        }
+    )
+
+
+def kafka_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> KafkaError | None:
+    """Produce one message with a pipeline Secret; the delivery error, or None when delivered."""
+    producer = kafka_producer(secret)
+    outcome: list[KafkaError | None] = []
+    producer.produce(topic, value, on_delivery=lambda error, _msg: outcome.append(error))
+    producer.flush(15)
+    return outcome[0] if outcome else KafkaError(KafkaError._MSG_TIMED_OUT)
+
+
+def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> Exception | None:
+    """Publish one message with a pipeline Secret's token; the client's exception, or None."""
+    pulsar_client = pulsar.Client(
+        secret["serviceUrl"],
+        authentication=pulsar.AuthenticationToken(secret["token"]),
+        operation_timeout_seconds=10,
+        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+    )
+    try:
+        pulsar_client.create_producer(topic).send(value)
+    except Exception as error:  # the caller asserts on whatever the client raised
+        return error
+    finally:
+        pulsar_client.close()
+    return None

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 from confluent_kafka.admin import (
     AclBindingFilter,
     AclOperation,
@@ -19,7 +19,7 @@ from confluent_kafka.admin import (
 )
 
 from eventpipeline.devenv.runtime import Layout
-from tests.integration.support import Kube, eventually, unique
+from tests.integration.support import Kube, eventually, kafka_send, unique
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 15
@@ -35,25 +35,6 @@ def admin(exports: Mapping[str, str]) -> AdminClient:
             "sasl.password": exports["KAFKA_ADMIN_PASSWORD"],
         }
     )
-
-
-def produce(secret: Mapping[str, str], topic: str) -> KafkaError | None:
-    """Produce one message with a pipeline Secret's settings; the delivery error, if any."""
-    producer = Producer(
-        {
-            "bootstrap.servers": secret["bootstrap.servers"],
-            "security.protocol": secret["security.protocol"],
-            "sasl.mechanism": secret["sasl.mechanism"],
-            "sasl.username": secret["username"],
-            "sasl.password": secret["password"],
-            "message.timeout.ms": 10000,
-        }
-    )
-    outcome: list[KafkaError | None] = []
-    producer.produce(topic, b"hello", on_delivery=lambda error, _msg: outcome.append(error))
-    producer.flush(15)
-    assert outcome, "no delivery report within 15 s"
-    return outcome[0]
 
 
 def acls_on_topic(client: AdminClient, topic: str) -> set[tuple[str, str, str]]:
@@ -124,8 +105,8 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
     secret = kube.secret(namespace, "orders-checkout-credentials")
     assert secret is not None and secret["username"] == producer_user
     assert f'username="{producer_user}"' in secret["sasl.jaas.config"]
-    assert produce(secret, topic) is None
-    refused = produce(secret, f"{topic}.dlq")
+    assert kafka_send(secret, topic) is None
+    refused = kafka_send(secret, f"{topic}.dlq")
     assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
     # The password never shows in status or events.
@@ -150,7 +131,7 @@ def test_producer_is_refused_on_another_pipelines_topic(stack: Any, kube: Kube, 
     kube.wait_condition(namespace, "second", "Ready", "True")
     first = kube.secret(namespace, "first-checkout-credentials")
     assert first is not None
-    error = produce(first, f"{namespace}.second")
+    error = kafka_send(first, f"{namespace}.second")
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
@@ -271,7 +252,7 @@ def test_secret_edited_by_hand_is_replaced_with_a_working_credential(
         timeout=60,
         what="the Secret to be replaced",
     )
-    assert produce(repaired, f"{namespace}.edited") is None
+    assert kafka_send(repaired, f"{namespace}.edited") is None
     assert any(reason == "CredentialRepaired" for _, reason, _ in kube.events(namespace, "edited"))
 
 

@@ -3,7 +3,7 @@ Secrets, the Airflow connection, drift repair, partition growth and clean deleti
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -11,7 +11,7 @@ import jwt
 import pulsar
 import pytest
 
-from tests.integration.support import Kube, eventually
+from tests.integration.support import Kube, eventually, pulsar_send
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 15
@@ -48,20 +48,6 @@ def partitions(admin: httpx.Client, namespace: str, pipeline: str) -> int | None
     return int(admin.get(f"{topic_path(namespace, pipeline)}/partitions").json()["partitions"])
 
 
-def publish(exports: Mapping[str, str], secret: Mapping[str, str], topic: str) -> None:
-    client = pulsar.Client(
-        secret["serviceUrl"],
-        authentication=pulsar.AuthenticationToken(secret["token"]),
-        operation_timeout_seconds=10,
-        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
-    )
-    try:
-        producer = client.create_producer(topic)
-        producer.send(b"hello")
-    finally:
-        client.close()
-
-
 def spec(**extra: Any) -> dict[str, Any]:
     return {
         "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
@@ -89,9 +75,9 @@ def test_pulsar_pipeline_gets_topic_exact_grants_token_and_connection(
     assert secret is not None and secret["serviceUrl"] == exports["PULSAR_SERVICE_URL"]
     claims = jwt.decode(secret["token"], options={"verify_signature": False})
     assert claims["sub"] == producer_role and "exp" in claims
-    publish(exports, secret, full_topic)
-    with pytest.raises(pulsar.AuthorizationError):
-        publish(exports, secret, f"persistent://eventpipeline/{namespace}/{namespace}.orders.dlq")
+    assert pulsar_send(secret, full_topic) is None
+    refused = pulsar_send(secret, f"persistent://eventpipeline/{namespace}/{namespace}.orders.dlq")
+    assert isinstance(refused, pulsar.AuthorizationError)
     assert secret["token"] not in str(kube.get_pipeline(namespace, "orders")) + str(kube.events(namespace, "orders"))
 
 

@@ -18,47 +18,10 @@ import pulsar
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from tests.integration.support import Kube, eventually
+from tests.integration.support import Kube, eventually, kafka_producer, kafka_send, pulsar_send
 
 pytestmark = pytest.mark.integration
 GRACE_SECONDS = 8
-
-
-def kafka_producer(secret: Mapping[str, str]) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": secret["bootstrap.servers"],
-            "security.protocol": secret["security.protocol"],
-            "sasl.mechanism": secret["sasl.mechanism"],
-            "sasl.username": secret["username"],
-            "sasl.password": secret["password"],
-            "message.timeout.ms": 10000,
-        }
-    )
-
-
-def kafka_send(secret: Mapping[str, str], topic: str) -> KafkaError | None:
-    producer = kafka_producer(secret)
-    outcome: list[KafkaError | None] = []
-    producer.produce(topic, b"probe", on_delivery=lambda error, _msg: outcome.append(error))
-    producer.flush(15)
-    return outcome[0] if outcome else KafkaError(KafkaError._MSG_TIMED_OUT)
-
-
-def pulsar_send(secret: Mapping[str, str], topic: str) -> Exception | None:
-    client = pulsar.Client(
-        secret["serviceUrl"],
-        authentication=pulsar.AuthenticationToken(secret["token"]),
-        operation_timeout_seconds=10,
-        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
-    )
-    try:
-        client.create_producer(topic).send(b"probe")
-    except Exception as error:  # the test reports whatever the client raised
-        return error
-    finally:
-        client.close()
-    return None
 
 
 def spec(broker: str) -> dict[str, Any]:
