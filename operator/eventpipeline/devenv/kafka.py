@@ -14,15 +14,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import os
 import secrets
-import shutil
 import string
 import uuid
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
+from eventpipeline.devenv import jvm
 from eventpipeline.devenv.runtime import (
     ComponentError,
     Layout,
@@ -51,40 +49,16 @@ JVM_OPTIONS = (
 )
 # The storage tool runs for about a second: the C1 compiler alone starts it ~40% faster.
 TOOL_JVM_OPTIONS = ("-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
-INSTALL_TIMEOUT = 1200.0
 START_TIMEOUT = 120.0
 HEALTH_TIMEOUT = 3.0
 
-_MARKER = ".installed"
 # librdkafka's own log lines (e.g. "connection refused" while the broker boots) go to this
 # logger instead of stderr, where they would interleave with the stack's progress lines.
 _client_log = logging.getLogger("eventpipeline.devenv.kafka.client")
 
 
-def _resource(name: str) -> str:
-    return (resources.files("eventpipeline.devenv") / "resources" / "kafka" / name).read_text()
-
-
-def _tool(component: str, name: str, hint: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise ComponentError(component, f"`{name}` not found on PATH; {hint}")
-    return path
-
-
-def _java(component: str) -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    return _tool(component, "java", "install a JDK >= 17 (Debian: apt-get install openjdk-17-jre-headless)")
-
-
 def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read: it holds a secret."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    jvm.write_private(path, text.encode())
 
 
 def new_cluster_id() -> str:
@@ -133,50 +107,22 @@ class KafkaComponent:
 
     def install(self, layout: Layout, report: Reporter) -> None:
         install_dir = layout.install_dir(self.name, self.version)
-        if (install_dir / _MARKER).exists():
+        if jvm.installed(self.name, self.version, install_dir):
             report.step(self.name, f"Kafka {self.version} already installed in {install_dir}")
             return
-        mvn = _tool(self.name, "mvn", "install Maven >= 3.8 (Debian: apt-get install maven)")
-        _java(self.name)
-        install_dir.mkdir(parents=True, exist_ok=True)
-        libs = self.libs_dir(layout)
-        # A half-finished earlier install may have left some jars: start over.
-        shutil.rmtree(libs, ignore_errors=True)
-        pom = install_dir / "pom.xml"
-        pom.write_text(_resource("pom.xml"))
-        report.step(self.name, f"downloading Kafka {self.version} and its dependencies from Maven Central…")
-        run_logged(
+        jvm.install_jars(
             self.name,
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                pom,
-                f"-Dkafka.version={self.version}",
-                "dependency:copy-dependencies",
-                f"-DoutputDirectory={libs}",
-                "-DincludeScope=runtime",
-                "-Dmdep.useRepositoryLayout=false",
-            ],
-            layout.log_path("kafka-install"),
-            cwd=install_dir,
-            timeout=INSTALL_TIMEOUT,
+            self.version,
+            install_dir,
+            properties={"kafka.version": self.version},
+            expected_jar_prefix=f"kafka_2.13-{self.version}",
+            log_path=layout.log_path("kafka-install"),
+            report=report,
         )
-        jars = sorted(libs.glob("*.jar"))
-        if not any(jar.name.startswith(f"kafka_2.13-{self.version}") for jar in jars):
-            raise ComponentError(
-                self.name,
-                f"Maven finished but kafka_2.13-{self.version}.jar is not in {libs}",
-                layout.log_path("kafka-install"),
-            )
-        size_mib = sum(jar.stat().st_size for jar in jars) / 2**20
-        report.step(self.name, f"installed {len(jars)} jars ({size_mib:.0f} MiB) in {libs}")
-        (install_dir / _MARKER).write_text("\n".join(jar.name for jar in jars) + "\n")
 
     def start(self, layout: Layout, report: Reporter) -> Mapping[str, str]:
         data = layout.data_dir(self.name)
-        java = _java(self.name)
+        java = jvm.java(self.name)
         client_port = port_from_env("EVENTPIPELINE_KAFKA_BROKER_PORT")
         controller_port = port_from_env("EVENTPIPELINE_KAFKA_CONTROLLER_PORT")
         if controller_port == client_port:
@@ -184,12 +130,12 @@ class KafkaComponent:
         password = new_password()
         _write_private(data / "admin-password", password + "\n")
         log4j_config = data / "log4j2.xml"
-        log4j_config.write_text(_resource("log4j2.xml"))
+        log4j_config.write_text(jvm.resource_text(self.name, "log4j2.xml"))
         properties = data / "server.properties"
         # The file holds the admin's password (the broker's own login): owner-only.
         _write_private(
             properties,
-            string.Template(_resource("server.properties.template")).substitute(
+            string.Template(jvm.resource_text(self.name, "server.properties.template")).substitute(
                 client_port=client_port,
                 controller_port=controller_port,
                 admin_user=ADMIN_USER,

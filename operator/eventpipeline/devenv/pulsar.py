@@ -8,28 +8,25 @@ in a real cluster.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-import shutil
 import socket
 import string
 import time
 import uuid
 from collections.abc import Mapping
-from importlib import resources
 from pathlib import Path
 
 import httpx
 import jwt
 
+from eventpipeline.devenv import jvm
 from eventpipeline.devenv.runtime import (
     ComponentError,
     Layout,
     ProcessRecord,
     Reporter,
     port_from_env,
-    run_logged,
     start_process,
     wait_until,
 )
@@ -40,8 +37,6 @@ PULSAR_VERSION = "4.0.7"
 CLUSTER_NAME = "standalone"
 ADMIN_ROLE = "admin"
 MAIN_CLASS = "org.apache.pulsar.PulsarStandaloneStarter"
-MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
-INSTALLED_MARKER = ".installed"
 START_TIMEOUT_SECONDS = 180.0
 HEALTH_TIMEOUT_SECONDS = 3.0
 
@@ -61,20 +56,6 @@ ADD_OPENS = (
 # Pulsar's scripts give 2 GB heap and 4 GB direct memory. Measured with these limits: about
 # 380 MB resident when idle, 590 MB after 200k messages of 1 KB through one topic.
 JVM_MEMORY = ("-Xms128m", "-Xmx512m", "-XX:MaxDirectMemorySize=256m")
-
-
-def _resource_text(name: str) -> str:
-    return (resources.files("eventpipeline.devenv") / "resources" / "pulsar" / name).read_text()
-
-
-def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
-    if java is None:
-        raise ComponentError("pulsar", "java not found: install a JDK 17 or set JAVA_HOME")
-    return java
 
 
 def _loopback_interface() -> str:
@@ -101,75 +82,39 @@ class PulsarComponent:
     def libs_dir(self, layout: Layout) -> Path:
         return layout.install_dir(self.name, self.version) / "libs"
 
-    def _fingerprint(self) -> str:
-        """What the marker records: a changed pom.xml (an added jar) must redo the install."""
-        digest = hashlib.sha256(_resource_text("pom.xml").encode()).hexdigest()[:16]
-        return f"{self.version} {digest}\n"
-
-    def _installed(self, layout: Layout) -> bool:
-        marker = layout.install_dir(self.name, self.version) / INSTALLED_MARKER
-        return marker.exists() and marker.read_text() == self._fingerprint()
-
     def install(self, layout: Layout, report: Reporter) -> None:
         install_dir = layout.install_dir(self.name, self.version)
-        if self._installed(layout):
+        if jvm.installed(self.name, self.version, install_dir):
             report.step(self.name, f"Pulsar {self.version} already installed in {install_dir}")
             return
-        (install_dir / INSTALLED_MARKER).unlink(missing_ok=True)
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise ComponentError(self.name, "mvn not found: install Maven 3.6+ (Debian: apt-get install maven)")
-        install_dir.mkdir(parents=True, exist_ok=True)
-        pom = install_dir / "pom.xml"
-        pom.write_text(_resource_text("pom.xml"))
-        # Copy into a scratch folder first: a half-copied libs/ must never look usable.
-        partial = install_dir / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        report.step(self.name, f"downloading Pulsar {self.version} jars from Maven Central (~240 MB)…")
-        run_logged(
+        jvm.install_jars(
             self.name,
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                pom,
-                f"-Dpulsar.version={self.version}",
-                f"{MAVEN_DEPENDENCY_PLUGIN}:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={partial}",
-            ],
-            layout.log_path("pulsar-install"),
-            cwd=install_dir,
-            timeout=1800,
+            self.version,
+            install_dir,
+            properties={"pulsar.version": self.version},
+            expected_jar_prefix="pulsar-broker-",
+            log_path=layout.log_path("pulsar-install"),
+            report=report,
         )
-        jars = list(partial.glob("*.jar"))
-        if not any(jar.name.startswith("pulsar-broker-") for jar in jars):
-            raise ComponentError(self.name, "Maven copied no pulsar-broker jar", layout.log_path("pulsar-install"))
-        libs = self.libs_dir(layout)
-        shutil.rmtree(libs, ignore_errors=True)
-        partial.rename(libs)
-        (install_dir / INSTALLED_MARKER).write_text(self._fingerprint())
-        report.step(self.name, f"installed {len(jars)} jars in {libs}")
 
     # --- start ---------------------------------------------------------------------------
 
     def start(self, layout: Layout, report: Reporter) -> Mapping[str, str]:
         libs = self.libs_dir(layout)
-        if not self._installed(layout):
+        if not jvm.installed(self.name, self.version, layout.install_dir(self.name, self.version)):
             raise ComponentError(self.name, f"Pulsar {self.version} is not installed in {libs} (run install first)")
         data = layout.data_dir(self.name)
         broker_port = port_from_env("EVENTPIPELINE_PULSAR_BROKER_PORT")
         web_port = port_from_env("EVENTPIPELINE_PULSAR_WEB_PORT")
 
         secret_key = secrets.token_bytes(32)
-        key_file = _write_secret(data / "token-secret.key", secret_key)
+        key_file = jvm.write_private(data / "token-secret.key", secret_key)
         admin_token = sign_token(secret_key, ADMIN_ROLE)
-        _write_secret(data / "admin.token", admin_token.encode())
+        jvm.write_private(data / "admin.token", admin_token.encode())
 
         config = data / "standalone.conf"
         config.write_text(
-            string.Template(_resource_text("standalone.conf")).substitute(
+            string.Template(jvm.resource_text(self.name, "standalone.conf")).substitute(
                 cluster_name=CLUSTER_NAME,
                 broker_port=broker_port,
                 web_port=web_port,
@@ -180,12 +125,12 @@ class PulsarComponent:
         )
         os.chmod(config, 0o600)  # it holds the admin token
         log_config = data / "log4j2.xml"
-        log_config.write_text(_resource_text("log4j2.xml"))
+        log_config.write_text(jvm.resource_text(self.name, "log4j2.xml"))
         tmp = data / "tmp"
         tmp.mkdir(exist_ok=True)
 
         command = [
-            _java(),
+            jvm.java(self.name),
             *JVM_MEMORY,
             *(f"--add-opens={module}=ALL-UNNAMED" for module in ADD_OPENS),
             "-Dio.netty.tryReflectionSetAccessible=true",
@@ -276,12 +221,3 @@ class PulsarComponent:
         except (KeyError, httpx.HTTPError):
             return False
         return response.status_code == 200
-
-
-def _write_secret(path: Path, content: bytes) -> Path:
-    """Write a file readable by the owner only, created with that mode (never briefly world-readable)."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-    return path
