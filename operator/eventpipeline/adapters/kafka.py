@@ -120,12 +120,15 @@ class KafkaAdmin:
         self._client = AdminClient(settings.client_config())
         self.rate_limiter = RateLimiter(settings.max_calls_per_second)
 
-    def _wait(self, future: Future[Any], action: str) -> Any:
+    def _wait(self, future: Future[Any], action: str, tolerated: int | None = None) -> Any:
+        """The future's result; a Kafka error whose code is `tolerated` counts as done (None)."""
         try:
             return future.result(timeout=self._timeout)
         except TimeoutError:
             raise UnavailableError(f"Kafka: {action} timed out after {self._timeout:.0f}s") from None
         except KafkaException as error:
+            if tolerated is not None and _error_code(error) == tolerated:
+                return None
             raise translate(error, action) from error
 
     @counted("kafka")
@@ -166,13 +169,8 @@ class KafkaAdmin:
             config=dict(topic.config),
         )
         future = self._client.create_topics([new], request_timeout=self._timeout)[topic.name]
-        try:
-            future.result(timeout=self._timeout)
-        except KafkaException as error:
-            if _error_code(error) != KafkaError.TOPIC_ALREADY_EXISTS:  # a concurrent create is fine
-                raise translate(error, f"creating topic {topic.name}") from error
-        except TimeoutError:
-            raise UnavailableError(f"Kafka: creating topic {topic.name} timed out") from None
+        # A concurrent create (another run, another replica) is fine.
+        self._wait(future, f"creating topic {topic.name}", tolerated=KafkaError.TOPIC_ALREADY_EXISTS)
 
     @counted("kafka")
     def grow_partitions(self, name: str, total: int) -> None:
@@ -190,11 +188,7 @@ class KafkaAdmin:
     @counted("kafka")
     def delete_topic(self, name: str) -> None:
         future = self._client.delete_topics([name], operation_timeout=self._timeout)[name]
-        try:
-            future.result(timeout=self._timeout)
-        except KafkaException as error:
-            if _error_code(error) != KafkaError.UNKNOWN_TOPIC_OR_PART:
-                raise translate(error, f"deleting topic {name}") from error
+        self._wait(future, f"deleting topic {name}", tolerated=KafkaError.UNKNOWN_TOPIC_OR_PART)
 
     # -- SCRAM users ----------------------------------------------------------------------
 
@@ -208,13 +202,10 @@ class KafkaAdmin:
         assert isinstance(futures, dict)  # a list of users gives one future per user
         present: set[str] = set()
         for user, future in futures.items():
-            try:
-                description = future.result(timeout=self._timeout)
-            except KafkaException as error:
-                if _error_code(error) == KafkaError.RESOURCE_NOT_FOUND:
-                    continue
-                raise translate(error, f"describing SCRAM user {user}") from error
-            if any(info.mechanism == ScramMechanism.SCRAM_SHA_512 for info in description.scram_credential_infos):
+            description = self._wait(future, f"describing SCRAM user {user}", tolerated=KafkaError.RESOURCE_NOT_FOUND)
+            if description is not None and any(
+                info.mechanism == ScramMechanism.SCRAM_SHA_512 for info in description.scram_credential_infos
+            ):
                 present.add(user)
         return present
 
@@ -229,11 +220,7 @@ class KafkaAdmin:
     def delete_scram_user(self, username: str) -> None:
         deletion = UserScramCredentialDeletion(username, ScramMechanism.SCRAM_SHA_512)
         future = self._client.alter_user_scram_credentials([deletion], request_timeout=self._timeout)[username]
-        try:
-            future.result(timeout=self._timeout)
-        except KafkaException as error:
-            if _error_code(error) != KafkaError.RESOURCE_NOT_FOUND:
-                raise translate(error, f"deleting the SCRAM credential of {username}") from error
+        self._wait(future, f"deleting the SCRAM credential of {username}", tolerated=KafkaError.RESOURCE_NOT_FOUND)
 
     # -- ACLs -----------------------------------------------------------------------------
 

@@ -59,6 +59,31 @@ def installed(component: str, version: str, install_dir: Path) -> bool:
     return marker.exists() and marker.read_text() == _fingerprint(version, resource_text(component, "pom.xml"))
 
 
+def ensure_jars(
+    component: str,
+    version: str,
+    install_dir: Path,
+    *,
+    properties: Mapping[str, str],
+    expected_jar_prefix: str,
+    log_path: Path,
+    report: Reporter,
+) -> None:
+    """Install the component's jars unless this version from the current POM is installed."""
+    if installed(component, version, install_dir):
+        report.step(component, f"{component} {version} already installed in {install_dir}")
+        return
+    install_jars(
+        component,
+        version,
+        install_dir,
+        properties=properties,
+        expected_jar_prefix=expected_jar_prefix,
+        log_path=log_path,
+        report=report,
+    )
+
+
 def install_jars(
     component: str,
     version: str,

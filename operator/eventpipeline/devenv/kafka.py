@@ -106,14 +106,10 @@ class KafkaComponent:
         return layout.install_dir(self.name, self.version) / "libs"
 
     def install(self, layout: Layout, report: Reporter) -> None:
-        install_dir = layout.install_dir(self.name, self.version)
-        if jvm.installed(self.name, self.version, install_dir):
-            report.step(self.name, f"Kafka {self.version} already installed in {install_dir}")
-            return
-        jvm.install_jars(
+        jvm.ensure_jars(
             self.name,
             self.version,
-            install_dir,
+            layout.install_dir(self.name, self.version),
             properties={"kafka.version": self.version},
             expected_jar_prefix=f"kafka_2.13-{self.version}",
             log_path=layout.log_path("kafka-install"),

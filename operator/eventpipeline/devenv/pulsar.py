@@ -83,14 +83,10 @@ class PulsarComponent:
         return layout.install_dir(self.name, self.version) / "libs"
 
     def install(self, layout: Layout, report: Reporter) -> None:
-        install_dir = layout.install_dir(self.name, self.version)
-        if jvm.installed(self.name, self.version, install_dir):
-            report.step(self.name, f"Pulsar {self.version} already installed in {install_dir}")
-            return
-        jvm.install_jars(
+        jvm.ensure_jars(
             self.name,
             self.version,
-            install_dir,
+            layout.install_dir(self.name, self.version),
             properties={"pulsar.version": self.version},
             expected_jar_prefix="pulsar-broker-",
             log_path=layout.log_path("pulsar-install"),
