@@ -7,11 +7,13 @@ UV_VERSION := 0.13.9
 
 .PHONY: venv demo test unit integration lint typecheck crds up down clean
 
-$(BIN)/eventpipeline: pyproject.toml requirements/dev.lock
+$(BIN)/eventpipeline: pyproject.toml devtools/pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.lock
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	# The local stack and the `dev` / `demo` commands: a development package, not in the operator's wheel.
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e devtools
 	touch $@
 
 venv: $(BIN)/eventpipeline
@@ -31,8 +33,8 @@ integration: venv
 	$(BIN)/pytest -ra tests/integration
 
 lint: venv
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check operator devtools tests bench
+	$(BIN)/ruff format --check operator devtools tests bench
 	$(BIN)/lint-imports
 
 typecheck: venv

@@ -46,9 +46,9 @@ from bench_listener import (
 )
 from kubernetes import client, config
 
-from eventpipeline.devenv import stack as devstack
-from eventpipeline.devenv.runtime import Layout, ProcessRecord, recorded_processes
-from eventpipeline.devenv.runtime import start_process as start_stack_process
+from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.runtime import Layout, ProcessRecord, recorded_processes
+from eventpipeline_devenv.runtime import start_process as start_stack_process
 
 WATCHER_DAG = """\
 from airflow.providers.apache.kafka.triggers.msg_queue import KafkaMessageQueueTrigger

@@ -39,8 +39,8 @@ import httpx
 from confluent_kafka import Producer
 from kubernetes import client, config
 
-from eventpipeline.devenv import stack as devstack
-from eventpipeline.devenv.runtime import Layout, free_port
+from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.runtime import Layout, free_port
 
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
 DAG = """\

@@ -29,8 +29,8 @@ import httpx
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from eventpipeline.devenv import stack
-from eventpipeline.devenv.runtime import Layout, Reporter, free_port
+from eventpipeline_devenv import stack
+from eventpipeline_devenv.runtime import Layout, Reporter, free_port
 
 HERE = Path(__file__).resolve().parent
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"

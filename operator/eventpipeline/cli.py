@@ -1,4 +1,4 @@
-"""Command line: `eventpipeline dev …`, `eventpipeline crds`, `run` (the controller) and `listen` (the listener)."""
+"""Command line: `run` (the controller), `listen` (the listener), `crds`; `dev …` and `demo` when installed."""
 
 from __future__ import annotations
 
@@ -6,48 +6,36 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from eventpipeline import __version__, crdgen
-from eventpipeline.devenv import stack
-from eventpipeline.devenv.runtime import ComponentError, Layout, Reporter
+
+# Packages that add commands (the development stack's `dev …` and `demo`) register a function
+# `add_commands(subparsers)` under this entry point group. The operator never imports them.
+COMMANDS_GROUP = "eventpipeline.commands"
+DEV_COMMANDS = ("dev", "demo")
+NOT_INSTALLED = (
+    "`eventpipeline {command}` comes from the development package eventpipeline-devenv, which is not installed "
+    "here (the operator's wheel and image do not ship it); in a clone of the repository run `make venv`, "
+    "or `pip install -e devtools`"
+)
 
 
-def _dev_up(args: argparse.Namespace) -> int:
-    info = stack.up(Layout.from_environment(), Reporter(), only=args.only)
-    print('stack is up; load its settings with:  eval "$(eventpipeline dev env)"', file=sys.stderr)
-    for line in info.export_lines():
-        print(line)
-    return 0
+def _not_installed(args: argparse.Namespace) -> int:
+    print(f"error: {NOT_INSTALLED.format(command=args.command)}", file=sys.stderr)
+    return 2
 
 
-def _dev_down(_: argparse.Namespace) -> int:
-    stopped = stack.down(Layout.from_environment(), Reporter())
-    print(f"stopped {stopped} process(es)", file=sys.stderr)
-    return 0
-
-
-def _dev_status(_: argparse.Namespace) -> int:
-    for line in stack.status_lines(Layout.from_environment()):
-        print(line)
-    return 0
-
-
-def _dev_env(_: argparse.Namespace) -> int:
-    info = stack.read_stack(Layout.from_environment())
-    if info is None:
-        print("no stack is running; start one with `eventpipeline dev up`", file=sys.stderr)
-        return 1
-    for line in info.export_lines():
-        print(line)
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from eventpipeline.devenv import demo  # noqa: PLC0415 - Kubernetes and broker clients load only here
-
-    demo.run_demo(Layout.from_environment(), Reporter(), Path(args.examples), args.messages)
-    return 0
+def _add_installed_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands of installed add-on packages; placeholders that explain what is missing otherwise."""
+    for entry in entry_points(group=COMMANDS_GROUP):
+        entry.load()(commands)
+    for name in DEV_COMMANDS:
+        if name not in commands.choices:
+            placeholder = commands.add_parser(name, help="(development package not installed)", add_help=False)
+            placeholder.add_argument("rest", nargs=argparse.REMAINDER)
+            placeholder.set_defaults(handler=_not_installed)
 
 
 def _crds(args: argparse.Namespace) -> int:
@@ -65,7 +53,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _listen(args: argparse.Namespace) -> int:
     from eventpipeline import listener  # noqa: PLC0415 - Kafka/Pulsar clients load only for this command
-    from eventpipeline.listener.planning import replica_index_from_hostname  # noqa: PLC0415
+    from eventpipeline.planning.serving import replica_index_from_hostname  # noqa: PLC0415
 
     index = args.replica_index
     if index is None:
@@ -93,25 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"eventpipeline {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    dev = commands.add_parser("dev", help="the local stack: kube-apiserver, Kafka, Pulsar, Airflow")
-    dev_commands = dev.add_subparsers(dest="dev_command", required=True)
-    up = dev_commands.add_parser("up", help="install (cached) and start the stack, then health-check it")
-    up.add_argument("--only", action="append", choices=list(stack.COMPONENTS), help="start only these")
-    up.set_defaults(handler=_dev_up)
-    dev_commands.add_parser("down", help="stop what `dev up` started").set_defaults(handler=_dev_down)
-    dev_commands.add_parser("status", help="components, processes, log files").set_defaults(handler=_dev_status)
-    dev_commands.add_parser("env", help="print export lines for the running stack").set_defaults(handler=_dev_env)
     run = commands.add_parser("run", help="run the controller (uses $KUBECONFIG or the in-cluster account)")
     run.add_argument("--peering", help="kopf peering name; set when running several replicas")
     run.add_argument("--liveness", help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--metrics-port", type=int, default=9101, help="Prometheus metrics port; 0 turns it off")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)
-
-    demo = commands.add_parser("demo", help="the main job: local stack, operator, listener, example pipelines")
-    demo.add_argument("--examples", default="examples", help="folder with the example manifests and DAG")
-    demo.add_argument("--messages", type=int, default=5, help="messages to produce per pipeline")
-    demo.set_defaults(handler=_demo)
 
     listen = commands.add_parser(
         "listen", help="run the trigger listener: one DAG run per message (uses $KUBECONFIG or the in-cluster account)"
@@ -145,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")
     crds.set_defaults(handler=_crds)
+    _add_installed_commands(commands)
     return parser
 
 
@@ -152,9 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
-    except ComponentError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
 

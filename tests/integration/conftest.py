@@ -1,4 +1,4 @@
-"""Session fixtures over the real local stack (see eventpipeline.devenv).
+"""Session fixtures over the real local stack (see eventpipeline_devenv).
 
 The stack is started once per session, or reused when `eventpipeline dev up` already runs
 one in the same state dir. It is never skipped: if a component cannot start, every
@@ -19,8 +19,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from eventpipeline.devenv import stack as devstack
-from eventpipeline.devenv.runtime import Layout, Reporter, free_port, tail
+from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.runtime import Layout, Reporter, free_port, tail
 from tests.integration.support import Kube, eventually, unique
 
 # Short enough that drift repair and deletion retries show within a test's patience.

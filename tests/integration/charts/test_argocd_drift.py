@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from eventpipeline.devenv.stack import StackInfo
+from eventpipeline_devenv.stack import StackInfo
 from tests.integration.support import Kube, eventually
 
 pytestmark = pytest.mark.integration

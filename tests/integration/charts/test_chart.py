@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from eventpipeline.cli import build_parser
-from eventpipeline.devenv.stack import StackInfo
+from eventpipeline_devenv.stack import StackInfo
 from tests.integration.support import Kube, unique
 
 pytestmark = pytest.mark.integration

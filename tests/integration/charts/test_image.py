@@ -131,6 +131,26 @@ def test_image_holds_controller_and_listener_with_their_clients(image: str) -> N
     assert _in_image(image, "python", "-c", f"import {modules}; print('ok')").strip() == "ok"
 
 
+def test_image_holds_no_development_stack(image: str) -> None:
+    """The local stack (devtools/eventpipeline_devenv) is a development package: not shipped."""
+    probe = (
+        "import importlib.util, pathlib, eventpipeline; "
+        "print(importlib.util.find_spec('eventpipeline_devenv') is None, "
+        "sorted(p.name for p in pathlib.Path(eventpipeline.__file__).parent.iterdir() if p.is_dir()))"
+    )
+    missing, folders = _in_image(image, "python", "-c", probe).strip().split(" ", 1)
+    assert missing == "True"
+    assert "devenv" not in folders and "resources" not in folders, folders
+    refused = subprocess.run(
+        ["buildah", "run", "--isolation", "chroot", "--user", "65532:65532", image, "--", "eventpipeline", "dev", "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "development package eventpipeline-devenv" in refused.stderr
+
+
 def test_nothing_outside_tmp_is_writable_for_the_process(image: str) -> None:
     """Read-only root filesystem friendly: the process can write nowhere but its emptyDir (/tmp)."""
     # find reports the directories it may not enter (e.g. /root): proof enough they are closed.

@@ -25,7 +25,7 @@ from confluent_kafka.admin import (
     UserScramCredentialUpsertion,
 )
 
-from eventpipeline.devenv.kafka import KafkaComponent
+from eventpipeline_devenv.kafka import KafkaComponent
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from eventpipeline.devenv.kube import HELM_VERSION, KUBERNETES_VERSION
-from eventpipeline.devenv.stack import StackInfo
+from eventpipeline_devenv.kube import HELM_VERSION, KUBERNETES_VERSION
+from eventpipeline_devenv.stack import StackInfo
 
 pytestmark = pytest.mark.integration
 

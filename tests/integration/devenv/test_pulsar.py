@@ -20,7 +20,7 @@ import jwt
 import pulsar
 import pytest
 
-from eventpipeline.devenv.pulsar import PulsarComponent
+from eventpipeline_devenv.pulsar import PulsarComponent
 
 pytestmark = pytest.mark.integration
 

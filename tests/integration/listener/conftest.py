@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventpipeline.devenv.runtime import Layout, free_port, tail
+from eventpipeline_devenv.runtime import Layout, free_port, tail
 from tests.integration.support import Kube, eventually, unique
 
 DAG_TEMPLATE = """\

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from eventpipeline.devenv.runtime import Layout
+from eventpipeline_devenv.runtime import Layout
 from tests.integration.listener.brokers import (
     kafka_committed,
     kafka_delete_scram_user,

@@ -18,7 +18,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from eventpipeline.devenv.runtime import Layout
+from eventpipeline_devenv.runtime import Layout
 from tests.integration.support import Kube, eventually, kafka_send, unique
 
 pytestmark = pytest.mark.integration

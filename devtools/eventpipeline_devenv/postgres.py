@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     ProcessRecord,

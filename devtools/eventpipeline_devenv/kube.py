@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     ProcessRecord,
@@ -351,7 +351,7 @@ def _copy_wrapper(build_root: Path, module: str) -> Path:
     """Copy a committed wrapper go.mod/go.sum into the cache; the build runs there."""
     target = build_root / module
     target.mkdir(parents=True, exist_ok=True)
-    source = importlib.resources.files("eventpipeline.devenv") / "resources" / NAME / module
+    source = importlib.resources.files("eventpipeline_devenv") / "resources" / NAME / module
     for name in ("go.mod", "go.sum"):
         (target / name).write_bytes((source / name).read_bytes())
     return target

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from eventpipeline.devenv.runtime import ComponentError, Reporter, run_logged
+from eventpipeline_devenv.runtime import ComponentError, Reporter, run_logged
 
 # Maven 3.8's default dependency plugin (2.8) cannot resolve version ranges: pin a 3.x one.
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
@@ -23,8 +23,8 @@ INSTALL_TIMEOUT = 1800.0
 
 
 def resource_text(component: str, name: str) -> str:
-    """A file shipped in `devenv/resources/<component>/`."""
-    return (resources.files("eventpipeline.devenv") / "resources" / component / name).read_text()
+    """A file shipped in `eventpipeline_devenv/resources/<component>/`."""
+    return (resources.files("eventpipeline_devenv") / "resources" / component / name).read_text()
 
 
 def java(component: str) -> str:

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from eventpipeline.devenv import postgres
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv import postgres
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     ProcessRecord,
@@ -54,7 +54,7 @@ HEALTH_PATH = "/api/v2/monitor/health"
 
 
 def _lock_file() -> Path:
-    resources = importlib.resources.files("eventpipeline.devenv") / "resources"
+    resources = importlib.resources.files("eventpipeline_devenv") / "resources"
     return Path(str(resources / "airflow" / "requirements.lock"))
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
 
-from eventpipeline.devenv.component import Component
-from eventpipeline.devenv.register import register
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv.component import Component
+from eventpipeline_devenv.register import register
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     Reporter,
@@ -33,10 +33,10 @@ from eventpipeline.devenv.runtime import (
 # Start order matters: the kube API first (registering the stack in it needs the others'
 # addresses only later), then the brokers and Airflow.
 COMPONENTS: dict[str, str] = {
-    "kube": "eventpipeline.devenv.kube:KubeComponent",
-    "kafka": "eventpipeline.devenv.kafka:KafkaComponent",
-    "pulsar": "eventpipeline.devenv.pulsar:PulsarComponent",
-    "airflow": "eventpipeline.devenv.airflow:AirflowComponent",
+    "kube": "eventpipeline_devenv.kube:KubeComponent",
+    "kafka": "eventpipeline_devenv.kafka:KafkaComponent",
+    "pulsar": "eventpipeline_devenv.pulsar:PulsarComponent",
+    "airflow": "eventpipeline_devenv.airflow:AirflowComponent",
 }
 COMPONENTS_VARIABLE = "EVENTPIPELINE_DEV_COMPONENTS"
 

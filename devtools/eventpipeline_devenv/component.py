@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
-from eventpipeline.devenv.runtime import Layout, Reporter
+from eventpipeline_devenv.runtime import Layout, Reporter
 
 
 class Component(Protocol):

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import jwt
 
-from eventpipeline.devenv import jvm
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv import jvm
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     ProcessRecord,

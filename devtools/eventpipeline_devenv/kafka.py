@@ -20,8 +20,8 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from eventpipeline.devenv import jvm
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv import jvm
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     Reporter,
@@ -54,7 +54,7 @@ HEALTH_TIMEOUT = 3.0
 
 # librdkafka's own log lines (e.g. "connection refused" while the broker boots) go to this
 # logger instead of stderr, where they would interleave with the stack's progress lines.
-_client_log = logging.getLogger("eventpipeline.devenv.kafka.client")
+_client_log = logging.getLogger("eventpipeline_devenv.kafka.client")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -17,7 +17,7 @@ import yaml
 from eventpipeline import crdgen
 from eventpipeline.api.common import API_VERSION
 from eventpipeline.api.resources import ALL_KINDS
-from eventpipeline.devenv.runtime import Layout, Reporter, run_logged
+from eventpipeline_devenv.runtime import Layout, Reporter, run_logged
 
 SYSTEM_NAMESPACE = "eventpipeline-system"
 KAFKA_BROKER = "local-kafka"

@@ -23,8 +23,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.api.common import GROUP, VERSION
-from eventpipeline.devenv import stack
-from eventpipeline.devenv.runtime import (
+from eventpipeline_devenv import stack
+from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     Reporter,
