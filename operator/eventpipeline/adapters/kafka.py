@@ -178,10 +178,13 @@ class KafkaAdmin:
         self._wait(future, f"growing {name} to {total} partitions")
 
     @counted("kafka")
-    def set_topic_config(self, name: str, changes: Mapping[str, str]) -> None:
+    def set_topic_config(self, name: str, changes: Mapping[str, str], reset: Iterable[str] = ()) -> None:
+        """Set `changes` on the topic and return the keys in `reset` to the broker's default, in one call."""
         entries = [
             ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET) for key, value in changes.items()
         ]
+        # DELETE removes the topic's own value, so the broker default applies again.
+        entries += [ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE) for key in sorted(reset)]
         resource = ConfigResource(ResourceType.TOPIC, name, incremental_configs=entries)
         self._wait(self._client.incremental_alter_configs([resource])[resource], f"configuring {name}")
 

@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from eventpipeline.api.common import ApiModel, SecretKeyRef, cel
 
 BrokerType = Literal["Kafka", "Pulsar"]
 DEFAULT_TOPIC_TEMPLATE = "{namespace}.{name}"
+
+# Kubernetes namespaces are DNS labels ([a-z0-9-]): a template keeps tenants apart when
+# `{namespace}` is followed by a character no namespace contains ('.' or '_') and `{name}`
+# comes after it, so the rendered prefix up to that delimiter names exactly one namespace.
+# RE2 and Python agree on this syntax, so the same pattern serves CEL and the models.
+TOPIC_TEMPLATE_PATTERN = r"^[a-zA-Z0-9._-]*[{]namespace[}][._][a-zA-Z0-9._-]*[{]name[}][a-zA-Z0-9._-]*$"
+# A Pulsar namespace is rendered from `{namespace}` alone, between fixed text: one per namespace.
+NAMESPACE_TEMPLATE_PATTERN = r"^[a-zA-Z0-9._-]*[{]namespace[}][a-zA-Z0-9._-]*$"
+TEMPLATE_MAX_LENGTH = 100
+TOPIC_TEMPLATE_RULE = (
+    f"self.matches('{TOPIC_TEMPLATE_PATTERN}')",
+    "topicTemplate must start with optional fixed text, then {namespace}, then '.' or '_' "
+    "(characters no namespace name contains), then {name} (each once; other text only "
+    "[a-zA-Z0-9._-]), e.g. {namespace}.{name}, so one namespace can never name another's topics",
+)
+NAMESPACE_TEMPLATE_RULE = (
+    f"self.matches('{NAMESPACE_TEMPLATE_PATTERN}')",
+    "namespaceTemplate must contain {namespace} once and otherwise only fixed text "
+    "[a-zA-Z0-9._-], e.g. {namespace} or team-{namespace}, so each namespace gets its own Pulsar namespace",
+)
+
+# Topic configuration a tenant may set unless the broker says otherwise: retention, cleanup and
+# message-size settings. Left out on purpose: keys that let one topic tax the whole cluster
+# (flush.messages, flush.ms, segment.ms, segment.bytes, preallocate, index.interval.bytes) or
+# weaken durability (unclean.leader.election.enable, min.insync.replicas below the default is
+# still bounded by the replication factor).
+DEFAULT_ALLOWED_CONFIG_KEYS = (
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.compaction.lag.ms",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+)
+CONFIG_KEY_PATTERN = r"^[a-z0-9]+([.][a-z0-9]+)*$"
 
 
 class KafkaSettings(ApiModel):
@@ -50,10 +89,75 @@ class PulsarSettings(ApiModel):
     )
     namespace_template: str = Field(
         default="{namespace}",
+        max_length=TEMPLATE_MAX_LENGTH,
+        json_schema_extra=cel(NAMESPACE_TEMPLATE_RULE),
         description="Pulsar namespace inside the tenant; `{namespace}` is the pipeline's "
         "Kubernetes namespace, which keeps tenants' permissions apart.",
     )
     cluster: str = Field(default="standalone", description="Pulsar cluster the namespaces are placed on.")
+
+    @field_validator("namespace_template")
+    @classmethod
+    def _namespace_template_keeps_tenants_apart(cls, template: str) -> str:
+        if re.fullmatch(NAMESPACE_TEMPLATE_PATTERN, template) is None:
+            raise ValueError(NAMESPACE_TEMPLATE_RULE[1])
+        return template
+
+
+TOPIC_POLICY_CEL_RULES_MESSAGES = (
+    "topicPolicy.maxPartitionsPerPipeline cannot exceed topicPolicy.maxPartitionsPerNamespace",
+    "topicPolicy.minRetentionMs cannot exceed topicPolicy.maxRetentionMs",
+)
+TOPIC_POLICY_CEL_RULES = cel(
+    ("self.maxPartitionsPerPipeline <= self.maxPartitionsPerNamespace", TOPIC_POLICY_CEL_RULES_MESSAGES[0]),
+    ("!has(self.maxRetentionMs) || self.minRetentionMs <= self.maxRetentionMs", TOPIC_POLICY_CEL_RULES_MESSAGES[1]),
+)
+
+
+class TopicPolicy(ApiModel):
+    """What pipelines may ask of this broker's topics; the platform team's word on shared resources."""
+
+    model_config = ConfigDict(json_schema_extra=TOPIC_POLICY_CEL_RULES)
+
+    allowed_config_keys: list[Annotated[str, Field(max_length=100, pattern=CONFIG_KEY_PATTERN)]] = Field(
+        default_factory=lambda: list(DEFAULT_ALLOWED_CONFIG_KEYS),
+        max_length=100,
+        description="Topic config keys a pipeline may set in topic.config; any other key is refused "
+        "(TopicConfigNotAllowed) and the topic is left as it is. The operator resets a key of this "
+        "list that is set on the topic but no longer in the pipeline's spec. The default leaves out "
+        "keys such as flush.messages, flush.ms, segment.ms, segment.bytes, preallocate and "
+        "unclean.leader.election.enable.",
+    )
+    min_retention_ms: int = Field(
+        default=60000, ge=0, description="Smallest retention.ms a pipeline may set (milliseconds)."
+    )
+    max_retention_ms: int | None = Field(
+        default=None, ge=0, description="Largest retention.ms a pipeline may set; unset: no upper bound."
+    )
+    allow_infinite_retention: bool = Field(
+        default=False, description='Whether a pipeline may set retention.ms to "-1" (keep forever).'
+    )
+    max_message_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1, description="Largest max.message.bytes a pipeline may set."
+    )
+    max_partitions_per_pipeline: int = Field(
+        default=64, ge=1, le=10000, description="Most partitions one pipeline's topic may have (QuotaExceeded)."
+    )
+    max_partitions_per_namespace: int = Field(
+        default=256,
+        ge=1,
+        le=1000000,
+        description="Most partitions the topics of one namespace's pipelines may have together on "
+        "this broker; growth beyond it is refused (QuotaExceeded), topics that exist stay.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds_are_ordered(self) -> TopicPolicy:
+        if self.max_partitions_per_pipeline > self.max_partitions_per_namespace:
+            raise ValueError(TOPIC_POLICY_CEL_RULES_MESSAGES[0])
+        if self.max_retention_ms is not None and self.min_retention_ms > self.max_retention_ms:
+            raise ValueError(TOPIC_POLICY_CEL_RULES_MESSAGES[1])
+        return self
 
 
 BROKER_CEL_RULES = cel(
@@ -90,10 +194,23 @@ class BrokerSpec(ApiModel):
     )
     topic_template: str = Field(
         default=DEFAULT_TOPIC_TEMPLATE,
-        pattern=r"\{name\}",
+        max_length=TEMPLATE_MAX_LENGTH,
+        json_schema_extra=cel(TOPIC_TEMPLATE_RULE),
         description="How topic names are formed; `{namespace}` is the pipeline's namespace and "
-        "`{name}` the part the pipeline chooses. Keeps tenants' topics apart.",
+        "`{name}` the part the pipeline chooses. Keeps tenants' topics apart: `{namespace}` must be "
+        "followed by '.' or '_' (no namespace name contains them) and then `{name}`.",
     )
+    topic_policy: TopicPolicy = Field(
+        default_factory=TopicPolicy,
+        description="Which topic config keys and values pipelines may set, and partition quotas.",
+    )
+
+    @field_validator("topic_template")
+    @classmethod
+    def _topic_template_keeps_tenants_apart(cls, template: str) -> str:
+        if re.fullmatch(TOPIC_TEMPLATE_PATTERN, template) is None:
+            raise ValueError(TOPIC_TEMPLATE_RULE[1])
+        return template
 
     @model_validator(mode="after")
     def _section_matches_type(self) -> BrokerSpec:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
 
@@ -28,19 +28,30 @@ class TopicChanges:
     create: bool = False
     grow_partitions_to: int | None = None
     set_config: Mapping[str, str] = field(default_factory=dict)
+    # Keys the operator manages that are set on the topic but gone from the spec: back to the default.
+    reset_config: frozenset[str] = frozenset()
     # Partitions on the broker above the spec: never shrunk, reported.
     shrink_refused_from: int | None = None
 
     @property
     def up_to_date(self) -> bool:
-        return not self.create and self.grow_partitions_to is None and not self.set_config
+        return not self.create and self.grow_partitions_to is None and not self.set_config and not self.reset_config
 
 
-def plan_topic(desired: DesiredTopic, observed: ObservedTopic | None) -> TopicChanges:
-    """Compare desired and observed topic; partitions only ever grow."""
+def plan_topic(
+    desired: DesiredTopic, observed: ObservedTopic | None, managed_keys: Set[str] = frozenset()
+) -> TopicChanges:
+    """Compare desired and observed topic; partitions only ever grow.
+
+    `managed_keys` are the config keys the operator owns on this broker (its topic policy's
+    allowed keys): one set on the topic but no longer in the spec is reset to the broker's
+    default. Other keys on the topic (set by an administrator) are left alone. `observed.config`
+    holds only values set on the topic itself, not inherited defaults.
+    """
     if observed is None:
         return TopicChanges(create=True)
     grow = desired.partitions if desired.partitions > observed.partitions else None
     refused = observed.partitions if desired.partitions < observed.partitions else None
     changed = {key: value for key, value in desired.config.items() if observed.config.get(key) != value}
-    return TopicChanges(grow_partitions_to=grow, set_config=changed, shrink_refused_from=refused)
+    reset = frozenset(key for key in observed.config if key in managed_keys and key not in desired.config)
+    return TopicChanges(grow_partitions_to=grow, set_config=changed, reset_config=reset, shrink_refused_from=refused)
