@@ -237,9 +237,9 @@ def idle_rss(exports: Mapping[str, str], count: int) -> tuple[float, float]:
 
     from eventpipeline.api.common import AirflowInstanceRef  # noqa: PLC0415
     from eventpipeline.api.pipeline import TriggerSpec  # noqa: PLC0415
-    from eventpipeline.listener.planning import PipelineConfig  # noqa: PLC0415
     from eventpipeline.listener.service import make_source  # noqa: PLC0415
     from eventpipeline.listener.worker import Worker  # noqa: PLC0415
+    from eventpipeline.planning.serving import PipelineConfig  # noqa: PLC0415
 
     def rss() -> float:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,9 +58,24 @@ def load_configuration(pool_size: int = 32) -> None:
     client.Configuration.set_default(configuration)
 
 
+def load_api_client(pool_size: int = 32) -> client.ApiClient:
+    """A client from the same sources as `load_configuration`, for processes without kopf (the listener)."""
+    load_configuration(pool_size)
+    return client.ApiClient()
+
+
 def fingerprint(data: dict[str, str]) -> str:
     """Hash of a Secret's data: an edit by hand shows as a mismatch with the annotation."""
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def decode_secret_data(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
+    """The one Secret decoder: base64 values as text.
+
+    A value that is not UTF-8 (a keystore, a typo'd binary) is decoded with replacement
+    characters instead of raising, so one odd Secret never breaks a reader of many.
+    """
+    return {key: base64.b64decode(value).decode("utf-8", errors="replace") for key, value in (data or {}).items()}
 
 
 class Kube:

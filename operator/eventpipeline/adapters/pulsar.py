@@ -174,14 +174,6 @@ class PulsarAdmin:
     def revoke(self, topic: PulsarTopic, role: str) -> None:
         self._call("DELETE", f"{topic.path}/permissions/{quote(role)}", f"revoking {role}", ok=(404, 412))
 
-    @counted("pulsar")
-    def reset_cursor(self, topic: PulsarTopic, subscription: str, timestamp_ms: int) -> None:
-        self._call(
-            "POST",
-            f"{topic.path}/subscription/{quote(subscription)}/resetcursor/{timestamp_ms}",
-            f"resetting {subscription}",
-        )
-
 
 def _translate(response: httpx.Response, action: str) -> AdapterError:
     detail = response.text[:300]

@@ -1,7 +1,8 @@
 """The trigger listener: the data plane that turns each message of a pipeline's topic into one DAG run.
 
 `eventpipeline listen` runs `run()`; see `service` (which pipelines, which workers), `worker`
-(one pipeline's consume → trigger → commit loop) and `planning` (the pure decisions).
+(one pipeline's consume → trigger → commit loop, built from `session`, `dispatch`, `retries`,
+`commits` and `stats`), and `planning.serving` / `planning.delivery` (the pure decisions).
 
 Guarantees, mode DagRun: the run id is derived from the message's position
 (`naming.kafka_run_id` / `naming.pulsar_run_id`), and the Kafka offset is committed / the Pulsar
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from eventpipeline.listener.planning import Shard
+from eventpipeline.planning.serving import Shard
 
 
 def run(*, replicas: int, replica_index: int, dedicated: Iterable[str], metrics_port: int, status_interval: float,

@@ -6,7 +6,7 @@ can re-publish the message unchanged; these headers say what Airflow answered.
 
 from __future__ import annotations
 
-from eventpipeline.listener.planning import Message
+from eventpipeline.planning.delivery import Message
 
 HEADER_PREFIX = "eventpipeline."
 

@@ -8,7 +8,6 @@ waiting for the killed one's session to expire.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime
@@ -26,9 +25,10 @@ from confluent_kafka import (
     Message as KafkaMessage,
 )
 
-from eventpipeline.listener.planning import CommitTracker, Message
-from eventpipeline.listener.source import SourceError
+from eventpipeline.listener.commits import CommitTracker
+from eventpipeline.listener.source import SourceBase, SourceError
 from eventpipeline.planning import naming
+from eventpipeline.planning.delivery import Message
 
 COMMIT_INTERVAL_SECONDS = 0.2
 PAUSE_AFTER_SECONDS = 30.0
@@ -68,20 +68,17 @@ def describe(error: KafkaError) -> str:
     return f"Kafka: {error.name()}: {error.str()}"
 
 
-class KafkaSource:
+class KafkaSource(SourceBase[Producer]):
     def __init__(self, topic: str, group: str, secret: Mapping[str, str], dead_letter_topic: str | None) -> None:
+        super().__init__()
         self._topic = topic
         self._group = group
         self._settings = client_settings(secret)
         self._dead_letter_topic = dead_letter_topic
         self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._producer_lock = threading.Lock()
         self._tracker = CommitTracker()
         self._last_commit = 0.0
         self._replay_from: datetime | None = None
-        self._replay_outcome: str | None = None
-        self._error: str | None = None
         self._error_at = 0.0
         self._error_code: int | None = None
         self._assignment: list[int] = []
@@ -270,20 +267,10 @@ class KafkaSource:
             self._error = None  # the broker answered with our credential: whatever failed before works now
         return total
 
-    def replay_outcome(self) -> str | None:
-        outcome, self._replay_outcome = self._replay_outcome, None
-        return outcome
-
-    def error(self) -> str | None:
-        return self._error
-
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
         if self._dead_letter_topic is None:
             raise SourceError("dead-lettering is disabled")
-        with self._producer_lock:
-            if self._producer is None:
-                self._producer = Producer({**self._settings, "acks": "all"})
-            producer = self._producer
+        producer = self._dead_letter_producer(lambda: Producer({**self._settings, "acks": "all"}))
         outcome: list[KafkaError | None] = []
         all_headers: list[tuple[str, str | bytes | None]] = [*message.headers, *headers.items()]
         producer.produce(
@@ -307,10 +294,9 @@ class KafkaSource:
                 consumer.close()
             except (KafkaException, RuntimeError):
                 pass
-        with self._producer_lock:
-            if self._producer is not None:
-                self._producer.flush(TIMEOUT_SECONDS)
-                self._producer = None
+        producer = self._take_producer()
+        if producer is not None:
+            producer.flush(TIMEOUT_SECONDS)
 
 
 def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:

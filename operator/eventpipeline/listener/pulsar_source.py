@@ -8,16 +8,15 @@ unacknowledged, and the broker delivers it again to the next consumer (a 409 the
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import pulsar
 
-from eventpipeline.listener.planning import Message, pulsar_position
-from eventpipeline.listener.source import SourceError
+from eventpipeline.listener.source import SourceBase, SourceError
 from eventpipeline.planning import naming
+from eventpipeline.planning.delivery import Message, pulsar_position
 
 OPERATION_TIMEOUT_SECONDS = 10
 CREDENTIAL_ERRORS = (pulsar.AuthenticationError, pulsar.AuthorizationError)
@@ -37,10 +36,11 @@ def describe(error: Exception) -> str:
     return f"Pulsar: {type(error).__name__}: {error}"
 
 
-class PulsarSource:
+class PulsarSource(SourceBase[Any]):
     def __init__(
         self, topic: str, subscription: str, secret: Mapping[str, str], dead_letter_topic: str | None, queue: int
     ) -> None:
+        super().__init__()
         self._topic = topic
         self._subscription = subscription
         self._service_url = secret["serviceUrl"]
@@ -49,11 +49,7 @@ class PulsarSource:
         self._queue = queue
         self._client: pulsar.Client | None = None
         self._consumer: Any = None
-        self._producer: Any = None
-        self._producer_lock = threading.Lock()
         self._unacked: set[str] = set()
-        self._replay_outcome: str | None = None
-        self._error: str | None = None
 
     def open(self, replay_from: datetime | None) -> None:
         client = pulsar.Client(
@@ -135,21 +131,12 @@ class PulsarSource:
     def lag(self) -> int | None:
         return None  # the backlog is an admin statistic; the listener's role may not read it
 
-    def replay_outcome(self) -> str | None:
-        outcome, self._replay_outcome = self._replay_outcome, None
-        return outcome
-
-    def error(self) -> str | None:
-        return self._error
-
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
-        if self._dead_letter_topic is None or self._client is None:
+        client, topic = self._client, self._dead_letter_topic
+        if topic is None or client is None:
             raise SourceError("dead-lettering is disabled")
         try:
-            with self._producer_lock:
-                if self._producer is None:
-                    self._producer = self._client.create_producer(self._dead_letter_topic)
-                producer = self._producer
+            producer = self._dead_letter_producer(lambda: client.create_producer(topic))
             properties = {name: value.decode("utf-8", "backslashreplace") for name, value in message.headers}
             properties.update(headers)
             options: dict[str, Any] = {"properties": properties}
@@ -163,7 +150,8 @@ class PulsarSource:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        self._consumer = self._producer = None
+        self._consumer = None
+        self._take_producer()
         self._unacked.clear()
         if client is not None:
             try:

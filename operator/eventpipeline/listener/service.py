@@ -1,6 +1,6 @@
 """The listener process: watches EventPipelines and listener Secrets, runs one worker per served pipeline.
 
-Which pipelines a process serves is decided by `planning.Shard` (rendezvous hashing over the
+Which pipelines a process serves is decided by `planning.serving.Shard` (rendezvous hashing over the
 replicas, or an explicit list for a dedicated listener). The operator creates nothing per
 pipeline for the listener beyond the listener principal it creates anyway, so any replica can
 serve any pipeline.
@@ -8,41 +8,33 @@ serve any pipeline.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import logging
 import os
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client, config, watch
-from kubernetes.client.exceptions import ApiException
+from kubernetes import client
 
-from eventpipeline.adapters.kube import PRINCIPAL_LABEL, Kube
+from eventpipeline.adapters.events import EventRecorder, InvolvedObject
+from eventpipeline.adapters.informer import informer
+from eventpipeline.adapters.kube import PRINCIPAL_LABEL, Kube, decode_secret_data, fingerprint, load_api_client
+from eventpipeline.adapters.references import ReferenceReader
 from eventpipeline.api.common import API_VERSION, GROUP, VERSION, AirflowInstanceRef
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
-from eventpipeline.listener import metrics, planning
+from eventpipeline.listener import metrics
 from eventpipeline.listener.kafka_source import KafkaSource
-from eventpipeline.listener.planning import PipelineConfig, Shard, Wanted
 from eventpipeline.listener.pulsar_source import PulsarSource
 from eventpipeline.listener.source import Source
 from eventpipeline.listener.status import StatusWriter
-from eventpipeline.listener.trigger import AirflowTrigger
+from eventpipeline.listener.trigger import AirflowTrigger, Trigger
 from eventpipeline.listener.worker import Worker
-from eventpipeline.reconciler.references import References
+from eventpipeline.planning import serving
+from eventpipeline.planning.serving import PipelineConfig, Shard, Wanted
 
 LOG = logging.getLogger("eventpipeline.listener")
-WATCH_TIMEOUT_SECONDS = 60
-RETRY_SECONDS = 5.0
-
-
-def fingerprint(data: Mapping[str, str]) -> str:
-    return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()[:32]
 
 
 def make_source(config: PipelineConfig, secret: Mapping[str, str]) -> Source:
@@ -50,15 +42,6 @@ def make_source(config: PipelineConfig, secret: Mapping[str, str]) -> Source:
         return KafkaSource(config.topic, config.group, secret, config.dead_letter_topic)
     queue = max(2 * config.trigger.max_in_flight, 100)
     return PulsarSource(config.topic, config.group, secret, config.dead_letter_topic, queue)
-
-
-def load_api_client() -> client.ApiClient:
-    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config()  # type: ignore[no-untyped-call,no-any-return]
 
 
 class ListenerService:
@@ -75,8 +58,9 @@ class ListenerService:
         self._replica = replica
         self._api_client_factory = api_client_factory
         api_client = api_client_factory()
-        self._core = client.CoreV1Api(api_client)
-        self._references = References(Kube(api_client))
+        self._kube = Kube(api_client)
+        self._references = ReferenceReader(self._kube)
+        self._events = EventRecorder(api_client, "eventpipeline-listener", replica)
         self._source_factory = source_factory
         self._lock = threading.RLock()
         self._workers: dict[str, Worker] = {}
@@ -125,7 +109,7 @@ class ListenerService:
         def list_all(**kwargs: Any) -> Any:
             return custom.list_cluster_custom_object(GROUP, VERSION, "eventpipelines", **kwargs)
 
-        for kind, body in _informer(list_all, self._stop, lambda item: item):
+        for kind, body in informer(list_all, self._stop):
             if kind == "RELIST":
                 self._relist({_key(item): item for item in body})
             elif kind == "DELETED":
@@ -143,7 +127,7 @@ class ListenerService:
         metrics.PIPELINES.set(len(self._workers))
 
     def _apply(self, key: str, body: dict[str, Any] | None) -> None:
-        wanted: Wanted | str = "deleted" if body is None else planning.wanted_pipeline(body)
+        wanted: Wanted | str = "deleted" if body is None else serving.wanted_pipeline(body)
         if isinstance(wanted, Wanted) and not self._shard.serves(key, wanted.dedicated):
             wanted = "served by another listener replica"
         with self._lock:
@@ -192,7 +176,7 @@ class ListenerService:
         def list_all(**kwargs: Any) -> Any:
             return core.list_secret_for_all_namespaces(label_selector=selector, **kwargs)
 
-        for kind, secret in _informer(list_all, self._stop, _secret_dict):
+        for kind, secret in informer(list_all, self._stop, _secret_dict):
             items = secret if kind == "RELIST" else [secret]
             if kind == "DELETED":
                 continue
@@ -202,21 +186,18 @@ class ListenerService:
                     owner = self._secret_owner.get(key)
                     worker = self._workers.get(owner) if owner else None
                 if worker is not None:
-                    worker.secret_changed(fingerprint(_decode(item.get("data") or {})))
+                    worker.secret_changed(fingerprint(decode_secret_data(item.get("data"))))
 
     def _read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
-        try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        data = _decode(secret.data or {})
+        found = self._kube.read_secret(namespace, name)
+        if found is None:
+            return None
+        data = found[0]
         return data, fingerprint(data)
 
     # -- Airflow, events ------------------------------------------------------------------------
 
-    def _resolve_trigger(self, ref: AirflowInstanceRef, namespace: str) -> AirflowTrigger:
+    def _resolve_trigger(self, ref: AirflowInstanceRef, namespace: str) -> Trigger:
         resolved = self._references.airflow(ref, namespace)
         with self._lock:
             cached = self._triggers.get(resolved.key)
@@ -224,42 +205,17 @@ class ListenerService:
                 return cached[1]
             trigger = AirflowTrigger(resolved.settings, resolved.tokens)
             self._triggers[resolved.key] = (resolved.settings, trigger)
+            # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
             return trigger
 
     def _emit_event(self, pipeline: PipelineConfig, type_: str, reason: str, message: str) -> None:
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{pipeline.name}."),
-            involved_object=client.V1ObjectReference(
-                api_version=API_VERSION,
-                kind="EventPipeline",
-                name=pipeline.name,
-                namespace=pipeline.namespace,
-                uid=pipeline.uid,
-            ),
-            reason=reason,
-            message=message[:1000],
-            type=type_,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="eventpipeline-listener", host=self._replica),
-            reporting_component="eventpipeline-listener",
-            reporting_instance=self._replica[:128],
-        )
-        try:
-            self._core.create_namespaced_event(pipeline.namespace, event)
-        except ApiException as error:
-            LOG.warning("%s: emitting event %s failed (%s)", pipeline.key, reason, error.status)
+        about = InvolvedObject(API_VERSION, "EventPipeline", pipeline.namespace, pipeline.name, pipeline.uid)
+        self._events.emit(about, type_, reason, message)
 
 
 def _key(body: Mapping[str, Any]) -> str:
     metadata = body["metadata"]
     return f"{metadata['namespace']}/{metadata['name']}"
-
-
-def _decode(data: Mapping[str, str | bytes]) -> dict[str, str]:
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
 
 
 def _secret_dict(item: Any) -> dict[str, Any]:
@@ -269,39 +225,6 @@ def _secret_dict(item: Any) -> dict[str, Any]:
         "metadata": {"namespace": item.metadata.namespace, "name": item.metadata.name},
         "data": item.data or {},
     }
-
-
-def _informer(
-    list_all: Callable[..., Any], stop: threading.Event, convert: Callable[[Any], dict[str, Any]]
-) -> Iterator[tuple[str, Any]]:
-    """List, then watch from the list's resourceVersion; relist when the watch ends or fails.
-
-    Yields ("RELIST", [objects]) after each list and (event type, object) for each change.
-    """
-    while not stop.is_set():
-        try:
-            listing = list_all()
-            if isinstance(listing, dict):
-                items = [convert(item) for item in listing.get("items", [])]
-                version = listing["metadata"]["resourceVersion"]
-            else:
-                items = [convert(item) for item in listing.items]
-                version = listing.metadata.resource_version
-            yield "RELIST", items
-            watcher = watch.Watch()  # type: ignore[no-untyped-call]
-            stream = watcher.stream(list_all, resource_version=version, timeout_seconds=WATCH_TIMEOUT_SECONDS)  # type: ignore[no-untyped-call]
-            for event in stream:
-                if stop.is_set():
-                    return
-                kind = event["type"]
-                if kind == "ERROR":
-                    break  # 410 Gone and friends: relist
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    obj = event["object"]
-                    yield kind, convert(obj)
-        except Exception as error:
-            LOG.warning("watching failed (%s); listing again in %.0fs", error, RETRY_SECONDS)
-            stop.wait(RETRY_SECONDS)
 
 
 def replica_name(shard: Shard) -> str:

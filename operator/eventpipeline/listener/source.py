@@ -1,12 +1,13 @@
-"""What the worker needs from a broker consumer; one implementation per broker."""
+"""What the worker needs from a broker consumer (one implementation per broker), and their shared base."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from eventpipeline.listener.planning import Message
+from eventpipeline.planning.delivery import Message
 
 
 class SourceError(Exception):
@@ -47,3 +48,37 @@ class Source(Protocol):
 
     def close(self) -> None:
         """Commit what may be committed, then disconnect."""
+
+
+P = TypeVar("P")
+
+
+class SourceBase(Generic[P]):
+    """What the Kafka and Pulsar sources share: the error to report, the replay outcome to hand
+    over once, and one dead-letter producer made on first use (most pipelines never need one)."""
+
+    def __init__(self) -> None:
+        self._error: str | None = None
+        self._replay_outcome: str | None = None
+        self._producer: P | None = None
+        self._producer_lock = threading.Lock()
+
+    def replay_outcome(self) -> str | None:
+        outcome, self._replay_outcome = self._replay_outcome, None
+        return outcome
+
+    def error(self) -> str | None:
+        return self._error
+
+    def _dead_letter_producer(self, make: Callable[[], P]) -> P:
+        """The producer for the dead-letter topic; trigger threads may ask at the same time."""
+        with self._producer_lock:
+            if self._producer is None:
+                self._producer = make()
+            return self._producer
+
+    def _take_producer(self) -> P | None:
+        """The producer, if one was made, handed over for closing."""
+        with self._producer_lock:
+            producer, self._producer = self._producer, None
+            return producer

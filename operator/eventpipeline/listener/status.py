@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.pipeline import ListenerStatus
+from eventpipeline.planning.credentials import iso
 
 LOG = logging.getLogger("eventpipeline.listener.status")
 
@@ -91,7 +92,7 @@ class StatusWriter:
 
     def _patch(self, key: str, listener: dict[str, object]) -> bool:
         namespace, name = key.split("/", 1)
-        body = {**listener, "updatedAt": datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")}
+        body = {**listener, "updatedAt": iso(datetime.now(UTC))}
         # Keys that are gone (an error that cleared) must be nulled out in a merge patch.
         for field in ("error", "lag", "replay", "replayRequest", "lastRunId"):
             body.setdefault(field, None)

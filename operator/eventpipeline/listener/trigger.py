@@ -2,7 +2,8 @@
 
 One `AirflowTrigger` per Airflow instance, shared by the pipelines that use it (one connection
 pool, one token); it is thread-safe. It never raises for an answer: it returns the HTTP status
-(None when Airflow did not answer) and leaves the decision to `planning.classify`.
+(None when Airflow did not answer) and leaves the decision to `planning.delivery.classify`.
+`trigger_message` is the one place where a message becomes a run (or an asset event).
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from eventpipeline.adapters.airflow import AirflowSettings, AirflowTokens
 from eventpipeline.adapters.errors import AdapterError
-from eventpipeline.listener import planning
-from eventpipeline.listener.planning import Message
+from eventpipeline.api.pipeline import TriggerSpec
+from eventpipeline.planning import delivery as planning
+from eventpipeline.planning.delivery import Message
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,24 @@ class Answer:
     status_code: int | None  # None: no answer (connection refused, timeout)
     detail: str
     seconds: float
+
+
+class Trigger(Protocol):
+    """What a worker needs from an Airflow client (AirflowTrigger; fakes in tests)."""
+
+    def dag_run(self, dag_id: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer: ...
+
+    def asset_event(self, asset_uri: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer: ...
+
+
+def trigger_message(
+    trigger: Trigger, spec: TriggerSpec, message: Message, broker_type: Literal["Kafka", "Pulsar"]
+) -> Answer:
+    """Ask Airflow for the message's run (DagRun mode) or asset event (AssetEvent mode)."""
+    if spec.mode == "AssetEvent":
+        assert spec.asset_uri is not None
+        return trigger.asset_event(spec.asset_uri, message, broker_type)
+    return trigger.dag_run(spec.dag_id, message, broker_type)
 
 
 class AirflowTrigger:

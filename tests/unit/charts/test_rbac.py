@@ -59,8 +59,12 @@ class Module:
 
     @property
     def streams_watches(self) -> bool:
-        """Makes a kubernetes `watch.Watch()` and streams from it."""
+        """Makes a kubernetes `watch.Watch()` and streams from it, or hands its list calls to
+        `adapters.informer.informer`, which does."""
         nodes = list(ast.walk(self.tree))
+        if any(isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "informer"
+               for node in nodes):  # fmt: skip
+            return True
         makes_watch = any(isinstance(node, ast.Call) and _names_watch(node.func) for node in nodes)
         streams = any(isinstance(node, ast.Attribute) and node.attr == "stream" for node in nodes)
         return makes_watch and streams

@@ -1,0 +1,237 @@
+"""What happens to each message between the consumer and the commit: trigger it on the pool,
+read Airflow's answer, retry with backoff, dead-letter after `retry.limit`, then mark it done.
+
+Answers come back on a queue and are handled on the worker's thread, in order, so the source
+and the retry schedule are only touched from one thread. Each connection is an epoch: answers
+for messages taken by an earlier consumer are counted but not marked done on the new one (the
+new consumer delivers them again, and Airflow answers 409).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from eventpipeline.api.common import parse_duration
+from eventpipeline.listener.dead_letter import dead_letter_headers
+from eventpipeline.listener.retries import Clock, RetrySchedule
+from eventpipeline.listener.session import Connection, EventSink
+from eventpipeline.listener.source import Source, SourceError
+from eventpipeline.listener.stats import ListenerStats
+from eventpipeline.listener.trigger import Answer, trigger_message
+from eventpipeline.planning import delivery
+from eventpipeline.planning.delivery import Message, Outcome
+from eventpipeline.planning.serving import PipelineConfig
+
+LOG = logging.getLogger("eventpipeline.listener")
+
+
+@dataclass
+class Item:
+    """One message on its way, with what happened to it so far."""
+
+    message: Message
+    transient_failures: int = 0
+    refusals: int = 0
+    last: Answer | None = None
+    dead_letter_failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Job:
+    item: Item
+    dead_letter: bool  # False: trigger Airflow; True: write to the dead-letter topic
+
+
+@dataclass(frozen=True)
+class _Done:
+    epoch: int
+    job: _Job
+    failure: Answer | None  # trigger: Airflow's answer; dead letter: None when written
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        stats: ListenerStats,
+        emit_event: EventSink,
+        *,
+        clock: Clock,
+        executor: Executor | None = None,
+    ) -> None:
+        self._config = config
+        self._stats = stats
+        self._emit_event = emit_event
+        self._max_in_flight = config.trigger.max_in_flight
+        retry = config.trigger.retry
+        self._retries: RetrySchedule[_Job] = RetrySchedule(
+            parse_duration(retry.backoff), parse_duration(retry.max_backoff), clock
+        )
+        self._pool = executor or ThreadPoolExecutor(
+            max_workers=self._max_in_flight, thread_name_prefix=f"trigger-{config.name}"[:40]
+        )
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._epoch = 0
+        self._connection: Connection | None = None
+        self.running = 0  # jobs submitted and not yet handled
+
+    def begin(self, connection: Connection) -> None:
+        """A new consumer: messages held for retry will come again from it."""
+        self._epoch += 1
+        self._connection = connection
+        self._retries.clear()
+
+    def free_slots(self) -> int:
+        return self._max_in_flight - self.running
+
+    def next_retry_in(self, longest: float) -> float:
+        return self._retries.wait(longest)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def submit(self, message: Message) -> None:
+        self._submit(_Job(Item(message), dead_letter=False))
+
+    def submit_due(self) -> None:
+        for job in self._retries.pop_due(self.free_slots()):
+            self._submit(job)
+
+    def _submit(self, job: _Job) -> None:
+        try:
+            self._pool.submit(self._run_job, self._epoch, job)
+        except RuntimeError:  # the pool is shut down: the worker is stopping
+            return
+        self.running += 1
+
+    def _run_job(self, epoch: int, job: _Job) -> None:
+        """On a pool thread: one trigger request or one dead-letter write; the outcome goes on the queue."""
+        connection = self._connection
+        assert connection is not None
+        if job.dead_letter:
+            self._done.put(_Done(epoch, job, self._write_dead_letter(connection.source, job.item)))
+            return
+        answer = trigger_message(connection.trigger, self._config.trigger, job.item.message, self._config.broker_type)
+        self._stats.trigger_latency(answer.seconds)
+        self._done.put(_Done(epoch, job, answer))
+
+    def _write_dead_letter(self, source: Source, item: Item) -> Answer | None:
+        last = item.last
+        headers = dead_letter_headers(
+            item.message,
+            pipeline=self._config.key,
+            dag_id=self._config.trigger.dag_id,
+            status_code=last.status_code if last else None,
+            detail=last.detail if last else "",
+            attempts=item.refusals,
+        )
+        try:
+            source.dead_letter(item.message, headers)
+        except SourceError as error:
+            return Answer(None, str(error), 0.0)
+        return None
+
+    # -- handling outcomes, on the worker's thread ---------------------------------------------
+
+    def drain(self, source: Source, timeout: float | None) -> None:
+        """Handle every finished job; with a timeout, wait that long for the first one."""
+        try:
+            first = self._done.get_nowait() if timeout is None else self._done.get(timeout=timeout)
+        except queue.Empty:
+            return
+        batch = [first]
+        while True:
+            try:
+                batch.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        for done in batch:
+            self.running -= 1
+            current = done.epoch == self._epoch
+            if done.job.dead_letter:
+                self._dead_letter_finished(source, current, done.job, done.failure)
+            else:
+                assert done.failure is not None
+                self._trigger_finished(source, current, done.job.item, done.failure)
+
+    def _trigger_finished(self, source: Source, current: bool, item: Item, answer: Answer) -> None:
+        outcome = delivery.classify(answer.status_code)
+        item.last = answer
+        if outcome in (Outcome.CREATED, Outcome.DUPLICATE):
+            if outcome is Outcome.CREATED:
+                self._stats.run_created(item.message.run_id)
+            else:
+                self._stats.duplicate(item.message.run_id)
+            self._stats.airflow_error(None)
+            if current:
+                source.done(item.message)
+            return
+        if not current:
+            return  # the message comes again from the new consumer
+        if outcome is Outcome.TRANSIENT:
+            item.transient_failures += 1
+            self._stats.retried("transient")
+            status = "no answer" if answer.status_code is None else f"HTTP {answer.status_code}"
+            self._stats.airflow_error(
+                f"Airflow could not take runs for {self._target()} ({status}: {answer.detail}); retrying"
+            )
+            self._retries.schedule(_Job(item, dead_letter=False), item.transient_failures)
+            return
+        item.refusals += 1
+        self._stats.retried("refused")
+        if not delivery.dead_letter_due(item.refusals, self._config.trigger.retry.limit):
+            self._retries.schedule(_Job(item, dead_letter=False), item.refusals)
+            return
+        self._refused_for_good(source, item, answer)
+
+    def _refused_for_good(self, source: Source, item: Item, answer: Answer) -> None:
+        run_id, refusals = item.message.run_id, item.refusals
+        LOG.warning(
+            "%s: Airflow refused %s %d time(s) (HTTP %s: %s)",
+            self._config.key, run_id, refusals, answer.status_code, answer.detail,
+        )  # fmt: skip
+        if self._config.dead_letter_topic is None:
+            self._stats.dropped()
+            self._emit_event(
+                self._config,
+                "Warning",
+                "MessageDropped",
+                f"{run_id}: Airflow refused it {refusals} time(s) (HTTP {answer.status_code}: "
+                f"{answer.detail}) and dead-lettering is disabled; committed without a run",
+            )
+            source.done(item.message)
+            return
+        self._submit(_Job(item, dead_letter=True))
+
+    def _dead_letter_finished(self, source: Source, current: bool, job: _Job, failure: Answer | None) -> None:
+        item = job.item
+        if failure is None:
+            self._stats.dead_lettered()
+            last = item.last
+            self._emit_event(
+                self._config,
+                "Warning",
+                "MessageDeadLettered",
+                f"{item.message.run_id}: Airflow refused it {item.refusals} time(s) "
+                f"(HTTP {last.status_code if last else '?'}: {last.detail if last else ''}); "
+                f"sent to {self._config.dead_letter_topic}",
+            )
+            if current:
+                source.done(item.message)
+            return
+        if not current:
+            return
+        item.dead_letter_failures += 1
+        self._stats.source_error(failure.detail)
+        self._retries.schedule(job, item.dead_letter_failures)
+
+    def _target(self) -> str:
+        trigger = self._config.trigger
+        if trigger.mode == "AssetEvent":
+            return f"asset {trigger.asset_uri}"
+        return f"DAG {trigger.dag_id}"
