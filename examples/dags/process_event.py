@@ -8,7 +8,15 @@ import pendulum
 from airflow.sdk import dag, get_current_context, task
 
 
-@dag(schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False, tags=["eventpipeline"])
+# A DAG accepts messages from the pipelines of a namespace only if it carries the tag
+# `eventpipeline:<namespace>`: here `demo` (make demo) and `shop` (the README's walkthrough).
+# Add your namespace's tag, or `eventpipeline:*` to accept every namespace.
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["eventpipeline", "eventpipeline:demo", "eventpipeline:shop"],
+)
 def process_event() -> None:
     @task
     def handle() -> None:

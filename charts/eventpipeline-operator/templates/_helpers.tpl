@@ -88,6 +88,8 @@ app.kubernetes.io/component: {{ .component }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+- name: EVENTPIPELINE_ALLOW_NAMESPACED_REFERENCES
+  value: {{ .Values.tenancy.allowNamespacedReferences | quote }}
 {{- end -}}
 
 {{/* The writable scratch directory of a read-only root filesystem. */}}

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from airflow_client.client import ApiClient, Configuration
@@ -18,6 +19,7 @@ from airflow_client.client.exceptions import ApiException, NotFoundException, Un
 from airflow_client.client.models.connection_body import ConnectionBody
 from pydantic import SecretStr
 
+from eventpipeline.adapters import bounded
 from eventpipeline.adapters.errors import AdapterError, InvalidRequestError, NotAuthorizedError, UnavailableError
 from eventpipeline.adapters.metrics import counted
 
@@ -54,17 +56,22 @@ class AirflowTokens:
         url = self._settings.api_url.rstrip("/") + "/auth/token"
         body = {"username": self._settings.username, "password": self._settings.password.get_secret_value()}
         try:
-            response = httpx.post(url, json=body, timeout=self._settings.timeout_seconds)
+            with httpx.Client(timeout=self._settings.timeout_seconds) as client:
+                response = bounded.request(client, "POST", url, json=body)
         except httpx.HTTPError as error:
-            raise UnavailableError(f"Airflow: getting a token from {url} failed: {error}") from error
+            raise UnavailableError(f"Airflow: getting a token from {url} failed: {type(error).__name__}") from error
         if response.status_code in (401, 403):
             raise NotAuthorizedError(
                 f"Airflow refused the credentials of user {self._settings.username!r}; "
                 "fix the Secret named by the AirflowInstance"
             )
         if response.status_code >= 400:
+            bounded.log_refusal("Airflow", "getting a token", response)
             raise UnavailableError(f"Airflow: {url} answered {response.status_code}")
-        return str(response.json()["access_token"])
+        try:
+            return str(response.json()["access_token"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise UnavailableError(f"Airflow: {url} answered without an access_token") from error
 
 
 class AirflowConnections:
@@ -133,10 +140,88 @@ class AirflowConnections:
 
 
 def _translate(error: ApiException, action: str) -> AdapterError:
+    # The answer's body is never part of the message: it may come from a server a tenant chose.
     status = error.status or 0
     text = f"Airflow: {action} failed ({status})"
+    if error.body:
+        bounded.log_refusal("Airflow", action, bounded.BoundedResponse(status, str(error.body).encode()))
     if status == 403:
         return NotAuthorizedError(text + ": the Airflow user may not manage connections")
     if status in (400, 422):
-        return InvalidRequestError(f"{text}: {str(error.body)[:300]}")
+        return InvalidRequestError(f"{text}: Airflow refused the connection's fields as invalid")
     return UnavailableError(text)
+
+
+# A DAG list this long on one asset is not what a pipeline triggers; refuse rather than page on.
+MAX_ASSET_CONSUMERS = 100
+
+
+class AirflowDags:
+    """Reads what DAG authorization needs: a DAG's tags, and the DAGs scheduled on an asset.
+
+    Every answer is read bounded (`adapters.bounded`) and no body reaches an error message.
+    """
+
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+        self._settings = settings
+        self._tokens = tokens or AirflowTokens(settings)
+        self._client = httpx.Client(
+            base_url=settings.api_url.rstrip("/"), timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0)
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _get(self, path: str, action: str, params: dict[str, Any] | None = None) -> Any:
+        """GET a JSON answer; None on 404. Renews the token once on a 401."""
+        for attempt in (1, 2):
+            token = self._tokens.token(renew=attempt == 2)
+            try:
+                response = bounded.request(
+                    self._client, "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
+                )
+            except httpx.HTTPError as error:
+                raise UnavailableError(f"Airflow: {action} failed: {type(error).__name__}") from error
+            if response.status_code == 401 and attempt == 1:
+                continue
+            if response.status_code == 404:
+                return None
+            if response.status_code in (401, 403):
+                raise NotAuthorizedError(
+                    f"Airflow: {action} refused ({response.status_code}): the Airflow user "
+                    "needs read access to DAGs and assets"
+                )
+            if response.status_code != 200:
+                bounded.log_refusal("Airflow", action, response)
+                raise UnavailableError(f"Airflow: {action} failed ({response.status_code})")
+            try:
+                return response.json()
+            except ValueError as error:
+                raise UnavailableError(f"Airflow: {action}: the answer is not JSON") from error
+        raise AssertionError("unreachable")
+
+    @counted("airflow")
+    def tags(self, dag_id: str) -> list[str] | None:
+        """The DAG's tags (`GET /api/v2/dags/{dag_id}`); None when Airflow has no such DAG."""
+        dag = self._get(f"/api/v2/dags/{quote(dag_id, safe='')}", f"reading DAG {dag_id}")
+        if dag is None:
+            return None
+        return [str(tag["name"]) for tag in dag.get("tags") or [] if isinstance(tag, dict) and "name" in tag]
+
+    @counted("airflow")
+    def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None:
+        """(dag_id, tags) of every DAG scheduled on the asset with this URI; None when there is no
+        such asset. `uri_pattern` is a substring match, so the URI is compared exactly here."""
+        listing = self._get(
+            "/api/v2/assets", f"finding asset {asset_uri}", params={"uri_pattern": asset_uri, "limit": 100}
+        )
+        matches = [asset for asset in (listing or {}).get("assets", []) if asset.get("uri") == asset_uri]
+        if not matches:
+            return None
+        dag_ids = sorted({str(dag["dag_id"]) for dag in matches[0].get("scheduled_dags") or []})
+        if len(dag_ids) > MAX_ASSET_CONSUMERS:
+            raise InvalidRequestError(
+                f"asset {asset_uri} has {len(dag_ids)} scheduled DAGs, more than {MAX_ASSET_CONSUMERS}"
+            )
+        # A DAG that disappeared between the two reads carries no tag: it cannot authorize.
+        return [(dag_id, self.tags(dag_id) or []) for dag_id in dag_ids]

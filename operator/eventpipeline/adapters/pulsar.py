@@ -18,6 +18,7 @@ import httpx
 import jwt
 from pydantic import SecretStr
 
+from eventpipeline.adapters import bounded
 from eventpipeline.adapters.errors import (
     AdapterError,
     ConflictError,
@@ -97,14 +98,18 @@ class PulsarAdmin:
 
     def _call(self, method: str, path: str, action: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = bounded.request(self._http, method, path, **kwargs)
         except httpx.HTTPError as error:
-            raise UnavailableError(f"Pulsar: {action} failed: {error}") from error
+            raise UnavailableError(f"Pulsar: {action} failed: {type(error).__name__}") from error
         if response.status_code in ok:
             return None
         if response.status_code >= 400:
+            bounded.log_refusal("Pulsar", action, response)
             raise _translate(response, action)
-        return response.json() if response.content else None
+        try:
+            return response.json() if response.content else None
+        except ValueError as error:
+            raise UnavailableError(f"Pulsar: {action}: the answer is not JSON") from error
 
     @counted("pulsar")
     def ping(self) -> None:
@@ -175,9 +180,9 @@ class PulsarAdmin:
         self._call("DELETE", f"{topic.path}/permissions/{quote(role)}", f"revoking {role}", ok=(404, 412))
 
 
-def _translate(response: httpx.Response, action: str) -> AdapterError:
-    detail = response.text[:300]
-    text = f"Pulsar: {action} failed ({response.status_code}): {detail}"
+def _translate(response: bounded.BoundedResponse, action: str) -> AdapterError:
+    # The answer's body is never part of the message: admin URLs may come from a namespaced Broker.
+    text = f"Pulsar: {action} failed ({response.status_code})"
     if response.status_code in (401, 403):
         return NotAuthorizedError(text + "; check the broker's admin token Secret")
     if response.status_code == 409:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,9 +39,23 @@ def airflow_get(exports: dict[str, str], path: str) -> httpx.Response:
     return httpx.get(f"{exports['AIRFLOW_API_URL']}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=15)
 
 
+def write_example_dag(exports: dict[str, str], namespace: str | None = None) -> None:
+    """Put the example DAG in Airflow's folder; with `namespace`, its owner also accepts that
+    namespace's pipelines (the test's namespace is random, the example names demo and shop)."""
+    text = (EXAMPLES / "dags" / "process_event.py").read_text()
+    if namespace is not None:
+        assert text.count('tags=["eventpipeline",') == 1
+        text = text.replace('tags=["eventpipeline",', f'tags=["eventpipeline", "eventpipeline:{namespace}",')
+    folder = Path(exports["AIRFLOW_DAGS_FOLDER"])
+    tmp = folder / ".process_event.py.tmp"
+    tmp.write_text(text)
+    tmp.replace(folder / "process_event.py")
+
+
 def test_example_pipelines_become_ready_and_produce_with_the_snippet(
     stack: Any, kube: Kube, operator: Any, namespace: str
 ) -> None:
+    write_example_dag(dict(stack.exports), namespace)
     for file_name, name, producer in (
         ("kafka-pipeline.yaml", "orders", "checkout"),
         ("pulsar-pipeline.yaml", "payments", "billing"),
@@ -88,10 +101,7 @@ def test_example_brokers_and_airflow_instance_are_accepted(stack: Any, kube: Kub
 
 def test_example_dag_is_parsed_by_airflow(stack: Any) -> None:
     exports = dict(stack.exports)
-    folder = Path(exports["AIRFLOW_DAGS_FOLDER"])
-    tmp = folder / ".process_event.py.tmp"
-    shutil.copyfile(EXAMPLES / "dags" / "process_event.py", tmp)
-    tmp.replace(folder / "process_event.py")
+    write_example_dag(exports)
     eventually(
         lambda: airflow_get(exports, "/api/v2/dags/process_event").status_code == 200,
         timeout=120,
@@ -99,6 +109,9 @@ def test_example_dag_is_parsed_by_airflow(stack: Any) -> None:
     )
     errors = airflow_get(exports, "/api/v2/importErrors").json()
     assert not [e for e in errors.get("import_errors", []) if "process_event" in e.get("filename", "")]
+    tags = {tag["name"] for tag in airflow_get(exports, "/api/v2/dags/process_event").json()["tags"]}
+    assert {"eventpipeline:demo", "eventpipeline:shop"} <= tags  # what make demo and the README use
+    assert "eventpipeline:*" not in tags  # nothing is open by default
 
 
 def test_example_manifests_are_valid_yaml_of_our_kinds() -> None:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from tests.integration.support import Kube, eventually, unique
 DAG_TEMPLATE = """\
 from airflow.sdk import DAG, task
 
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tags=["eventpipeline-test"]):
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tags={tags!r}):
 
     @task
     def noop() -> None:
@@ -76,11 +76,16 @@ class Airflow:
                 return found
 
 
-def write_dag(folder: str, dag_id: str) -> None:
+# The tests' namespaces are random, so their DAG accepts every namespace: the DAG owner's explicit
+# choice (`eventpipeline:*`). test_dag_authorization.py writes DAGs that accept fewer.
+ANY_NAMESPACE_TAGS = ("eventpipeline-test", "eventpipeline:*")
+
+
+def write_dag(folder: str, dag_id: str, tags: Sequence[str] = ANY_NAMESPACE_TAGS) -> None:
     """Write atomically so the dag-processor never parses half a file."""
     path = Path(folder) / f"{dag_id}.py"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(DAG_TEMPLATE.format(dag_id=dag_id))
+    tmp.write_text(DAG_TEMPLATE.format(dag_id=dag_id, tags=list(tags)))
     tmp.rename(path)
 
 
