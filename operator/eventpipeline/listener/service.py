@@ -202,11 +202,12 @@ class ListenerService:
         with self._lock:
             cached = self._triggers.get(resolved.key)
             if cached is not None and cached[0] is resolved.settings:
-                return cached[1]
+                return cached[1].for_namespace(namespace)
             trigger = AirflowTrigger(resolved.settings, resolved.tokens)
             self._triggers[resolved.key] = (resolved.settings, trigger)
             # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
-            return trigger
+            # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
+            return trigger.for_namespace(namespace)
 
     def _emit_event(self, pipeline: PipelineConfig, type_: str, reason: str, message: str) -> None:
         about = InvolvedObject(API_VERSION, "EventPipeline", pipeline.namespace, pipeline.name, pipeline.uid)

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote
 
 import httpx
 
-from eventpipeline.adapters.airflow import AirflowSettings, AirflowTokens
+from eventpipeline.adapters import bounded
+from eventpipeline.adapters.airflow import AirflowDags, AirflowSettings, AirflowTokens
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.pipeline import TriggerSpec
 from eventpipeline.planning import delivery as planning
+from eventpipeline.planning.dag_access import Refusal, check_asset_consumers, check_dag
 from eventpipeline.planning.delivery import Message
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,15 @@ class AirflowTrigger:
         )
         self._assets: dict[str, int] = {}
         self._assets_lock = threading.Lock()
+        self._authorization = DagAuthorization(AirflowDags(settings, tokens))
 
     def close(self) -> None:
         self._client.close()
+        self._authorization.close()
+
+    def for_namespace(self, namespace: str) -> Trigger:
+        """This client as the pipelines of `namespace` use it: only DAGs that accept them are triggered."""
+        return AuthorizingTrigger(self, self._authorization, namespace)
 
     def _post(self, path: str, body: dict[str, Any]) -> Answer:
         started = time.monotonic()
@@ -71,14 +82,18 @@ class AirflowTrigger:
             except AdapterError as error:
                 return Answer(None, f"no Airflow token: {error}", time.monotonic() - started)
             try:
-                response = self._client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+                response = bounded.request(
+                    self._client, "POST", path, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
             except httpx.HTTPError as error:
                 return Answer(
                     None, f"Airflow did not answer: {type(error).__name__}: {error}", time.monotonic() - started
                 )
             if response.status_code == 401 and attempt == 1:
                 continue  # the token expired or Airflow restarted with a new secret: renew once
-            return Answer(response.status_code, _detail(response), time.monotonic() - started)
+            if response.status_code >= 400:
+                bounded.log_refusal("Airflow", path, response)
+            return Answer(response.status_code, _detail(response.status_code), time.monotonic() - started)
         raise AssertionError("unreachable")
 
     def dag_run(self, dag_id: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer:
@@ -99,16 +114,19 @@ class AirflowTrigger:
         started = time.monotonic()
         try:
             token = self._tokens.token()
-            response = self._client.get(
+            response = bounded.request(
+                self._client,
+                "GET",
                 "/api/v2/assets",
                 params={"uri_pattern": uri, "limit": 100},
                 headers={"Authorization": f"Bearer {token}"},
             )
-        except (httpx.HTTPError, AdapterError) as error:
-            return Answer(None, f"Airflow did not answer: {error}", time.monotonic() - started)
+            assets = response.json().get("assets", []) if response.status_code == 200 else []
+        except (httpx.HTTPError, AdapterError, ValueError, AttributeError) as error:
+            return Answer(None, f"Airflow did not answer: {type(error).__name__}", time.monotonic() - started)
         if response.status_code != 200:
-            return Answer(response.status_code, _detail(response), time.monotonic() - started)
-        for asset in response.json().get("assets", []):
+            return Answer(response.status_code, _detail(response.status_code), time.monotonic() - started)
+        for asset in assets:
             if asset.get("uri") == uri:
                 with self._assets_lock:
                     self._assets[uri] = int(asset["id"])
@@ -118,11 +136,113 @@ class AirflowTrigger:
         )
 
 
-def _detail(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(body, dict) and "detail" in body:
-        return str(body["detail"])[:300]
-    return str(body)[:300]
+# What an answer means, in words of our own: the body is never repeated into status, Events or
+# dead-letter headers, since the AirflowInstance (and so the server) may be a tenant's choice.
+_DETAILS = {
+    400: "Airflow refused the request as invalid (its api-server log says why)",
+    403: "the listener's Airflow user may not do this",
+    404: "Airflow has no such DAG or asset, or the listener's user cannot see it",
+    409: "exists already",
+    422: "Airflow refused the request as invalid (its api-server log says why)",
+}
+
+
+def _detail(status_code: int) -> str:
+    if status_code in _DETAILS:
+        return _DETAILS[status_code]
+    if status_code >= 500:
+        return "Airflow failed to handle the request"
+    return "unexpected answer"
+
+
+# -- DAG authorization -------------------------------------------------------------------------
+
+# A DAG's tags change rarely; checking them at most this often keeps authorization from costing
+# one extra call per message, and a tag added by the DAG owner takes effect within it.
+AUTHORIZATION_TTL_SECONDS = 30.0
+# Answer of a refusal: handled as a transient failure, so the message is retried (with backoff),
+# never committed, never dead-lettered, and the error shows in status.listener.
+REFUSED_STATUS = 403
+
+
+class DagReader(Protocol):
+    """What authorization reads from Airflow (adapters.airflow.AirflowDags; fakes in tests)."""
+
+    def tags(self, dag_id: str) -> list[str] | None: ...
+
+    def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None: ...
+
+    def close(self) -> None: ...
+
+
+class DagAuthorization:
+    """Whether a namespace may trigger a DAG or post to an asset, from the DAGs' tags, cached per
+    Airflow instance for `ttl` seconds. Thread-safe; a failed read is not cached."""
+
+    def __init__(
+        self,
+        dags: DagReader,
+        ttl: float = AUTHORIZATION_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._dags = dags
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._tags: dict[str, tuple[float, list[str] | None]] = {}
+        self._consumers: dict[str, tuple[float, list[tuple[str, list[str]]] | None]] = {}
+
+    def close(self) -> None:
+        self._dags.close()
+
+    def dag_refusal(self, namespace: str, dag_id: str) -> Refusal | None:
+        """Why `namespace` may not trigger `dag_id`, or None. A missing DAG is left to Airflow's 404."""
+        tags = self._cached(self._tags, dag_id, self._dags.tags)
+        refusal = check_dag(namespace, dag_id, tags)
+        return refusal if tags is not None else None
+
+    def asset_refusal(self, namespace: str, asset_uri: str) -> Refusal | None:
+        """Why `namespace` may not post to `asset_uri` (some scheduled DAG lacks the tag), or None."""
+        consumers = self._cached(self._consumers, asset_uri, self._dags.asset_consumers)
+        refusal = check_asset_consumers(namespace, asset_uri, consumers)
+        return refusal if consumers is not None else None
+
+    def _cached(self, cache: dict[str, tuple[float, _T]], key: str, read: Callable[[str], _T]) -> _T:
+        now = self._clock()
+        with self._lock:
+            entry = cache.get(key)
+            if entry is not None and now - entry[0] < self._ttl:
+                return entry[1]
+        value = read(key)  # outside the lock: one slow Airflow answer does not hold up other DAGs
+        with self._lock:
+            cache[key] = (now, value)
+        return value
+
+
+class AuthorizingTrigger:
+    """A `Trigger` for the pipelines of one namespace: refuses, without calling Airflow to trigger,
+    a DAG or asset whose DAGs do not carry the namespace's `eventpipeline:` tag."""
+
+    def __init__(self, trigger: Trigger, authorization: DagAuthorization, namespace: str) -> None:
+        self._trigger = trigger
+        self._authorization = authorization
+        self._namespace = namespace
+
+    def dag_run(self, dag_id: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer:
+        refused = self._check(lambda: self._authorization.dag_refusal(self._namespace, dag_id))
+        return refused or self._trigger.dag_run(dag_id, message, broker_type)
+
+    def asset_event(self, asset_uri: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer:
+        refused = self._check(lambda: self._authorization.asset_refusal(self._namespace, asset_uri))
+        return refused or self._trigger.asset_event(asset_uri, message, broker_type)
+
+    @staticmethod
+    def _check(check: Callable[[], Refusal | None]) -> Answer | None:
+        started = time.monotonic()
+        try:
+            refusal = check()
+        except AdapterError as error:
+            return Answer(None, f"could not check the DAG's tags: {error}", time.monotonic() - started)
+        if refusal is None:
+            return None
+        return Answer(REFUSED_STATUS, f"{refusal.reason}: {refusal.message}", time.monotonic() - started)
