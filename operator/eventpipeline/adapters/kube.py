@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,6 +13,10 @@ from kubernetes.client.exceptions import ApiException
 from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.metrics import counted
 from eventpipeline.api.common import GROUP, VERSION
+from eventpipeline.api.resources import EVENT_PIPELINE
+from eventpipeline.planning.secrets import fingerprint
+
+__all__ = ["fingerprint"]
 
 FINGERPRINT_ANNOTATION = f"{GROUP}/fingerprint"
 PIPELINE_LABEL = f"{GROUP}/pipeline"
@@ -64,11 +66,6 @@ def load_api_client(pool_size: int = 32) -> client.ApiClient:
     return client.ApiClient()
 
 
-def fingerprint(data: dict[str, str]) -> str:
-    """Hash of a Secret's data: an edit by hand shows as a mismatch with the annotation."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
-
-
 def decode_secret_data(data: Mapping[str, str | bytes] | None) -> dict[str, str]:
     """The one Secret decoder: base64 values as text.
 
@@ -76,6 +73,18 @@ def decode_secret_data(data: Mapping[str, str | bytes] | None) -> dict[str, str]
     characters instead of raising, so one odd Secret never breaks a reader of many.
     """
     return {key: base64.b64decode(value).decode("utf-8", errors="replace") for key, value in (data or {}).items()}
+
+
+@dataclass(frozen=True)
+class SecretView:
+    """What the operator needs to know of a Secret: its data, annotations, and who owns it."""
+
+    data: dict[str, str]
+    annotations: dict[str, str]
+    owner_uids: frozenset[str]
+
+    def owned_by(self, uid: str) -> bool:
+        return uid in self.owner_uids
 
 
 class Kube:
@@ -114,25 +123,24 @@ class Kube:
             ) from error
 
     @counted("kubernetes")
-    def list_custom(self, plural: str) -> list[dict[str, Any]]:
-        try:
-            result = self._custom.list_cluster_custom_object(GROUP, VERSION, plural)
-        except ApiException as error:
-            raise UnavailableError(f"Kubernetes: listing {plural} failed ({error.status})") from error
-        return list(cast(dict[str, Any], result).get("items", []))
-
-    @counted("kubernetes")
-    def read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], dict[str, str]] | None:
-        """A Secret's decoded data and its annotations, or None if it does not exist."""
+    def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        """A Secret's decoded data, annotations and owners, or None if it does not exist."""
         try:
             secret = self._core.read_namespaced_secret(name, namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise UnavailableError(f"Kubernetes: reading Secret {namespace}/{name} failed ({error.status})") from error
-        data = {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
-        annotations = secret.metadata.annotations if secret.metadata else None
-        return data, dict(annotations or {})
+        metadata = secret.metadata
+        references = (metadata.owner_references if metadata else None) or []
+        owners = frozenset(reference.uid for reference in references)
+        annotations = metadata.annotations if metadata else None
+        return SecretView(decode_secret_data(secret.data), dict(annotations or {}), owners)
+
+    def pipeline_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of an EventPipeline, or None if it does not exist (to tell a live claim from an orphan)."""
+        body = self.get_custom(EVENT_PIPELINE.plural, name, namespace)
+        return None if body is None else str(body["metadata"]["uid"])
 
     @counted("kubernetes")
     def write_secret(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,8 +39,15 @@ class PulsarAdminSettings:
     signing_key: SecretStr
     tenant: str
     cluster: str
+    ca_pem: str | None = None  # the brokers' CA (PEM), verified on an https:// admin URL
     timeout_seconds: float = 15.0
     max_calls_per_second: float = 50.0
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx's `verify`: the given CA only, else the system's trusted CAs."""
+        if self.ca_pem is None or not self.admin_url.startswith("https://"):
+            return True
+        return ssl.create_default_context(cadata=self.ca_pem)
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,12 @@ class PulsarTopic:
     @property
     def full_name(self) -> str:
         return f"persistent://{self.tenant}/{self.namespace}/{self.name}"
+
+    @classmethod
+    def parse(cls, full_name: str) -> PulsarTopic:
+        """The topic a `persistent://tenant/namespace/name` full name stands for."""
+        tenant, namespace, name = full_name.removeprefix("persistent://").split("/", 2)
+        return cls(tenant, namespace, name)
 
     @property
     def path(self) -> str:
@@ -89,6 +103,7 @@ class PulsarAdmin:
             base_url=settings.admin_url.rstrip("/"),
             headers={"Authorization": f"Bearer {settings.admin_token.get_secret_value()}"},
             timeout=settings.timeout_seconds,
+            verify=settings.verify(),
         )
         self.rate_limiter = RateLimiter(settings.max_calls_per_second)
 

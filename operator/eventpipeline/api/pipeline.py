@@ -76,8 +76,9 @@ class TopicSpec(ApiModel):
     config: dict[str, str] = Field(
         default_factory=dict,
         max_length=100,
-        description="Topic configuration (Kafka topic configs such as retention.ms; Pulsar: "
-        "ignored but for retention.ms, mapped to the topic's retention policy).",
+        description="Kafka topic configuration such as retention.ms. "
+        "Kafka only: a Pulsar broker ignores it (retention there is the Pulsar namespace's policy, "
+        "set by the platform team).",
     )
     deletion_policy: Literal["Retain", "Delete"] = Field(
         default="Retain", description="What happens to the topic when the pipeline is deleted."
@@ -296,9 +297,6 @@ class EventPipelineStatus(ApiModel):
         default_factory=list, description="External principals the operator granted access to."
     )
     airflow_connection: str | None = None
-    airflow_connection_hash: str | None = Field(
-        default=None, description="Hash of the connection last written (Airflow hides passwords)."
-    )
     listener: ListenerStatus | None = None
     rotate_request: str | None = Field(
         default=None, description="Value of the eventpipeline.dev/rotate annotation last acted on."

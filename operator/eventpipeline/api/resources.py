@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from eventpipeline.api.airflow_instance import AirflowInstanceSpec
 from eventpipeline.api.broker import BrokerSpec
+from eventpipeline.api.claim import OwnershipClaimSpec, OwnershipClaimStatus
 from eventpipeline.api.common import ReferencedResourceStatus
 from eventpipeline.api.pipeline import EventPipelineSpec, EventPipelineStatus
 
@@ -102,4 +103,27 @@ AIRFLOW_INSTANCE = Kind(
     _airflow_columns(),
 )
 
-ALL_KINDS = [EVENT_PIPELINE, CLUSTER_BROKER, BROKER, CLUSTER_AIRFLOW_INSTANCE, AIRFLOW_INSTANCE]
+OWNERSHIP_CLAIM = Kind(
+    "OwnershipClaim",
+    "ownershipclaims",
+    ["epclaim"],
+    False,
+    OwnershipClaimSpec,
+    OwnershipClaimStatus,
+    [
+        {"name": "Kind", "type": "string", "jsonPath": ".spec.kind"},
+        {"name": "System", "type": "string", "jsonPath": ".spec.system"},
+        {"name": "Object", "type": "string", "jsonPath": ".spec.name"},
+        {"name": "Namespace", "type": "string", "jsonPath": ".spec.pipeline.namespace"},
+        {"name": "Pipeline", "type": "string", "jsonPath": ".spec.pipeline.name"},
+        _age(),
+    ],
+)
+
+ALL_KINDS = [EVENT_PIPELINE, CLUSTER_BROKER, BROKER, CLUSTER_AIRFLOW_INSTANCE, AIRFLOW_INSTANCE, OWNERSHIP_CLAIM]
+KINDS_BY_NAME = {kind.kind: kind for kind in ALL_KINDS}
+
+
+def plural(kind: str) -> str:
+    """The plural (resource name) of one of our kinds, e.g. ClusterBroker → clusterbrokers."""
+    return KINDS_BY_NAME[kind].plural

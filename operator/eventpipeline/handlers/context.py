@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from eventpipeline.adapters.claims import KubeClaims
 from eventpipeline.adapters.kube import Kube, load_configuration
 from eventpipeline.api.common import GROUP
 from eventpipeline.reconciler.pipeline import PipelineReconciler
@@ -25,9 +26,9 @@ def _seconds(variable: str, default: float) -> float:
 RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 300)
 # How often each pipeline is looked at (no I/O) to catch a rotation or revocation falling due.
 DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECONDS", 30))
-# Deletion retries before giving up on a broker or Airflow that is gone for good.
-DELETE_ATTEMPTS = int(_seconds("EVENTPIPELINE_DELETE_ATTEMPTS", 5))
+# Deletion retries with exponential backoff from this delay, for as long as it takes.
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
+DELETE_MAX_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_MAX_BACKOFF_SECONDS", 300)
 # Reconciliations in parallel (kopf runs synchronous handlers in a thread pool).
 WORKERS = int(_seconds("EVENTPIPELINE_WORKERS", 16))
 
@@ -50,8 +51,13 @@ def services() -> Services:
         load_configuration(pool_size=WORKERS * 2)
         kube = Kube()
         references = References(kube)
-        _services = Services(kube, references, PipelineReconciler(kube, references))
+        _services = Services(kube, references, PipelineReconciler(kube, KubeClaims(), references))
     return _services
+
+
+def delete_backoff(retry: int) -> float:
+    """Delay before cleanup attempt `retry + 1`: doubling, capped; deletion never gives up by itself."""
+    return float(min(DELETE_BACKOFF_SECONDS * 2 ** min(retry, 16), DELETE_MAX_BACKOFF_SECONDS))
 
 
 def object_lock(uid: str) -> threading.Lock:

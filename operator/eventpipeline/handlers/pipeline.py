@@ -9,36 +9,14 @@ import kopf
 
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, wire
+from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.handlers import context
+from eventpipeline.planning.clock import utcnow
 from eventpipeline.planning.credentials import next_due
-from eventpipeline.reconciler.pipeline import (
-    Note,
-    TopicClaim,
-    listener_changed,
-    parse_pipeline,
-    rotation_pending,
-    utcnow,
-)
+from eventpipeline.planning.readiness import listener_changed
+from eventpipeline.reconciler.pipeline import Note, PipelineObject, parse_pipeline
 
-RESOURCE = (GROUP, VERSION, "eventpipelines")
-
-
-def broker_key(namespace: str, spec: kopf.Spec) -> str:
-    ref = spec.get("brokerRef", {})
-    kind = ref.get("kind", "ClusterBroker")
-    return f"{kind}/{'' if kind.startswith('Cluster') else namespace}/{ref.get('name', '')}"
-
-
-@kopf.index(*RESOURCE)
-def topic_claims(
-    *, namespace: str | None, name: str, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any
-) -> dict[str, TopicClaim] | None:
-    """(broker, resolved topic) → the pipelines that hold it; used to refuse a second owner."""
-    topic = status.get("topic")
-    if not topic:
-        return None
-    key = broker_key(namespace or "", spec)
-    return {f"{key}|{topic}": TopicClaim(f"{namespace}/{name}", str(meta.get("creationTimestamp", "")), key)}
+RESOURCE = (GROUP, VERSION, EVENT_PIPELINE.plural)
 
 
 def _emit(body: kopf.Body, notes: list[Note]) -> None:
@@ -46,7 +24,7 @@ def _emit(body: kopf.Body, notes: list[Note]) -> None:
         kopf.event(body, type=note.type, reason=note.reason, message=note.message[:1000])
 
 
-def _reconcile(body: kopf.Body, topic_claims: kopf.Index[str, TopicClaim]) -> None:
+def _reconcile(body: kopf.Body) -> None:
     """Reconcile from the object as it is now, and write its status before letting go of it.
 
     kopf's `body` can predate the status the previous run wrote (a timer and a change handler
@@ -56,21 +34,19 @@ def _reconcile(body: kopf.Body, topic_claims: kopf.Index[str, TopicClaim]) -> No
     services = context.services()
     metadata = body["metadata"]
     with context.object_lock(metadata["uid"]):
-        current = services.kube.get_custom("eventpipelines", metadata["name"], metadata["namespace"])
+        current = services.kube.get_custom(EVENT_PIPELINE.plural, metadata["name"], metadata["namespace"])
         if current is None or current["metadata"].get("deletionTimestamp"):
             return
         pipeline = parse_pipeline(current)
         context.record_full_check(pipeline.uid, time.monotonic())
-        result = services.reconciler.reconcile(
-            pipeline, lambda broker, topic: list(topic_claims.get(f"{broker}|{topic}", []))
-        )
+        result = services.reconciler.reconcile(pipeline)
         # status.listener belongs to the trigger listener; the controller never writes it.
         old = {key: value for key, value in wire(pipeline.status).items() if key != "listener"}
         new = {key: value for key, value in wire(result.status).items() if key != "listener"}
         if new != old:
             # A merge patch keeps keys it is not told to remove: null out what disappeared.
             services.kube.patch_status(
-                "eventpipelines",
+                EVENT_PIPELINE.plural,
                 pipeline.name,
                 pipeline.namespace,
                 {**{key: None for key in old if key not in new}, **new},
@@ -81,39 +57,51 @@ def _reconcile(body: kopf.Body, topic_claims: kopf.Index[str, TopicClaim]) -> No
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-def reconcile_on_change(*, body: kopf.Body, **kwargs: Any) -> None:
-    _reconcile(body, kwargs["topic_claims"])
+def reconcile_on_change(*, body: kopf.Body, **_: Any) -> None:
+    _reconcile(body)
+
+
+def _looks_due(pipeline: PipelineObject) -> bool:
+    """A hint from the status report that a credential step or a listener change is due.
+
+    Only a hint: what is done is decided from the claims, and the periodic full check runs
+    regardless, so an edited status can at most delay a step until the next full check.
+    """
+    now = utcnow()
+    due = next_due(m for p in pipeline.status.principals for m in (p.next_rotation_at, p.previous_revoke_at))
+    requested = pipeline.rotate_request is not None and pipeline.rotate_request != pipeline.status.rotate_request
+    status = pipeline.status
+    return (
+        (due is not None and now >= due)
+        or requested
+        or listener_changed(pipeline.spec, status.listener, status.conditions, now)
+    )
 
 
 @kopf.timer(*RESOURCE, interval=context.DUE_CHECK_SECONDS, initial_delay=context.DUE_CHECK_SECONDS, idle=5)
-def reconcile_periodically(*, body: kopf.Body, **kwargs: Any) -> None:
+def reconcile_periodically(*, body: kopf.Body, **_: Any) -> None:
     """Performs rotations and revocations as they fall due, and every RESYNC_SECONDS repairs drift
     (ACLs, grants, Secrets, connections). Between those, a look costs no I/O."""
     pipeline = parse_pipeline(dict(body))
-    now = utcnow()
-    due = next_due(pipeline.status.principals)
-    credential_due = (due is not None and now >= due) or rotation_pending(pipeline)
-    if credential_due or listener_changed(pipeline, now) or context.full_check_due(pipeline.uid, time.monotonic()):
-        _reconcile(body, kwargs["topic_claims"])
+    if _looks_due(pipeline) or context.full_check_due(pipeline.uid, time.monotonic()):
+        _reconcile(body)
 
 
 @kopf.on.delete(*RESOURCE)
 def finalize(*, body: kopf.Body, retry: int, **_: Any) -> None:
+    """Remove what the pipeline's claims record; retried with backoff until everything is gone."""
     pipeline = parse_pipeline(dict(body))
     try:
         with context.object_lock(pipeline.uid):
             notes = context.services().reconciler.finalize(pipeline)
     except AdapterError as error:
-        if retry + 1 < context.DELETE_ATTEMPTS:
-            raise kopf.TemporaryError(
-                f"cleanup failed, will retry: {error}", delay=context.DELETE_BACKOFF_SECONDS
-            ) from error
+        delay = context.delete_backoff(retry)
         kopf.event(
             body,
             type="Warning",
-            reason="CleanupAbandoned",
-            message=f"gave up after {context.DELETE_ATTEMPTS} attempts, leaving broker-side leftovers: {error}"[:1000],
+            reason="CleanupPending",
+            message=f"cleanup attempt {retry + 1} failed, retrying in {delay:.0f}s: {error}"[:1000],
         )
-        return
+        raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=delay) from error
     _emit(body, notes)
     context.forget(pipeline.uid)

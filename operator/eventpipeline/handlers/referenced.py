@@ -13,9 +13,8 @@ import kopf
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, AirflowInstanceRef, BrokerRef, Condition, wire
 from eventpipeline.handlers import context
+from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.conditions import Outcome, changed, merge_conditions
-from eventpipeline.planning.credentials import iso
-from eventpipeline.reconciler.pipeline import utcnow
 
 CHECK_SECONDS = max(context.RESYNC_SECONDS, 60)
 

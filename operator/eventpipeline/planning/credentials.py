@@ -1,104 +1,159 @@
-"""The credential life cycle of one principal: first issue, rotation, revocation of the old one.
+"""The credential life cycle of one principal: issue, rotate, repair, revoke — decided here only.
 
-Two generations alternate (`-a` / `-b`): rotation issues generation N+1 while N stays valid for
-the grace period, then N is revoked for real. Each step is decided from status alone, so a
-rotation interrupted by a restart resumes where it stopped and never leaves no valid credential.
+Every generation has a user name (Kafka) or role (Pulsar) of its own, never reused: a revoked
+credential cannot regain access at a later rotation, nor when the pipeline or principal is
+created again (the name carries the pipeline's uid). Rotation issues generation N+1 while N
+stays valid for the grace period, then N is revoked for real.
+
+The plan starts from the principal's `CredentialRecord` in its ownership claim — the operator's
+own record, never the pipeline's status — and from what was observed of the Secret and the
+broker. The reconciler applies exactly the actions returned, then stores the returned record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
-from eventpipeline.api.pipeline import PrincipalStatus
+from eventpipeline.api.claim import CredentialRecord, PrincipalRole
 from eventpipeline.planning import naming
+from eventpipeline.planning.clock import iso, parse_iso
 
-Step = Literal["issue", "rotate", "revoke-previous", "none"]
+IssueWhy = Literal["issue", "rotate", "repair"]
+RevokeWhy = Literal["grace-ended", "principal-removed", "pipeline-deleted"]
+
+
+@dataclass(frozen=True)
+class RotationPolicy:
+    rotate_every: timedelta
+    grace_period: timedelta
+
+
+@dataclass(frozen=True)
+class ObservedCredential:
+    """What a look at the principal's Secret and the broker found for the current generation."""
+
+    secret_intact: bool  # present, ours, unedited, holding the current generation
+    on_broker: bool  # the broker still has the credential (Kafka SCRAM user)
+
+
+@dataclass(frozen=True)
+class IssueCredential:
+    """Create (or replace) the credential of `username` on the broker and write it to the Secret."""
+
+    username: str
+    why: IssueWhy
+
+
+@dataclass(frozen=True)
+class RevokeCredential:
+    """Take `username`'s credential and every grant of it away, for good."""
+
+    username: str
+    why: RevokeWhy
+
+
+CredentialAction = IssueCredential | RevokeCredential
 
 
 @dataclass(frozen=True)
 class CredentialPlan:
-    """The next step for one principal and the status it leads to once applied."""
+    """The actions for one principal and the record that holds once they are applied.
 
-    step: Step
-    username: str  # the credential the Secret should hold after the step
-    generation: int
-    revoke_username: str | None = None  # set for revoke-previous (and a stale leftover)
+    `record` is None when the principal is gone: its claim is released after the actions.
+    """
 
+    actions: tuple[CredentialAction, ...]
+    record: CredentialRecord | None
 
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    @property
+    def issue(self) -> IssueCredential | None:
+        return next((action for action in self.actions if isinstance(action, IssueCredential)), None)
 
+    @property
+    def revoked(self) -> list[str]:
+        return [action.username for action in self.actions if isinstance(action, RevokeCredential)]
 
-def parse_iso(value: str) -> datetime:
-    """An RFC 3339 time as written in status (naive times are taken as UTC)."""
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    @property
+    def valid_usernames(self) -> list[str]:
+        return self.record.valid_usernames() if self.record is not None else []
 
 
 def plan_credential(
-    base: str,
-    current: PrincipalStatus | None,
-    now: datetime,
-    rotate_requested: bool,
-) -> CredentialPlan:
-    """Decide the next credential step from the principal's recorded status (`now` in UTC)."""
-    if current is None:
-        return CredentialPlan("issue", naming.generation_username(base, 1), 1)
-    if current.previous_username and current.previous_revoke_at:
-        if now >= parse_iso(current.previous_revoke_at):
-            return CredentialPlan("revoke-previous", current.username, current.generation, current.previous_username)
-        # Mid-grace: never start another rotation, or both generations could be replaced.
-        return CredentialPlan("none", current.username, current.generation)
-    due = current.next_rotation_at is not None and now >= parse_iso(current.next_rotation_at)
-    if due or rotate_requested:
-        generation = current.generation + 1
-        return CredentialPlan("rotate", naming.generation_username(base, generation), generation)
-    return CredentialPlan("none", current.username, current.generation)
-
-
-def status_after(
-    plan: CredentialPlan,
-    current: PrincipalStatus | None,
     *,
-    name: str,
-    role: Literal["producer", "consumer", "listener"],
-    secret_name: str,
+    username_base: str,
+    role: PrincipalRole,
+    record: CredentialRecord | None,
+    observed: ObservedCredential | None,
     now: datetime,
-    rotate_every: timedelta,
-    grace_period: timedelta,
-) -> PrincipalStatus:
-    """The principal's status once `plan` has been applied."""
-    if plan.step in ("issue", "rotate"):
-        return PrincipalStatus(
-            name=name,
-            role=role,
-            secret_name=secret_name,
-            username=plan.username,
-            generation=plan.generation,
-            rotated_at=iso(now),
-            next_rotation_at=iso(now + rotate_every),
-            previous_username=current.username if plan.step == "rotate" and current else None,
-            previous_revoke_at=iso(now + grace_period) if plan.step == "rotate" else None,
+    policy: RotationPolicy,
+    rotate_request: str | None,
+) -> CredentialPlan:
+    """Decide the next credential step of one principal that is in the spec (`now` in UTC).
+
+    A rotation requested while the previous generation is still in its grace period waits for
+    the revocation, then happens on a later run (both generations could be replaced otherwise).
+    """
+    if record is None:
+        username = naming.generation_username(username_base, 1)
+        issued = _issued(role, generation=1, username=username, now=now, policy=policy, previous=None)
+        issued.rotate_request = rotate_request  # a request older than the credential asks for nothing
+        return CredentialPlan((IssueCredential(username, "issue"),), issued)
+    actions: list[CredentialAction] = []
+    if record.previous_username and record.previous_revoke_at:
+        if now < parse_iso(record.previous_revoke_at):
+            return _with_repair(record, observed, ())
+        actions.append(RevokeCredential(record.previous_username, "grace-ended"))
+        record = record.model_copy(update={"previous_username": None, "previous_revoke_at": None})
+    requested = rotate_request is not None and rotate_request != record.rotate_request
+    due = now >= parse_iso(record.next_rotation_at)
+    if (due or requested) and not actions:
+        generation = record.generation + 1
+        username = naming.generation_username(username_base, generation)
+        rotated = _issued(
+            role, generation=generation, username=username, now=now, policy=policy, previous=record.username
         )
-    assert current is not None
-    if plan.step == "revoke-previous":
-        return current.model_copy(update={"previous_username": None, "previous_revoke_at": None})
-    return current.model_copy(update={"secret_name": secret_name})
+        rotated.rotate_request = rotate_request if requested else record.rotate_request
+        return CredentialPlan((IssueCredential(username, "rotate"),), rotated)
+    return _with_repair(record, observed, tuple(actions))
 
 
-def valid_usernames(status: PrincipalStatus) -> list[str]:
-    """Every generation that is valid right now: the current one, and the previous in grace."""
-    return [status.username] + ([status.previous_username] if status.previous_username else [])
+def plan_removal(record: CredentialRecord, why: RevokeWhy) -> CredentialPlan:
+    """Revoke every generation of a principal that left the spec (or whose pipeline is deleted)."""
+    return CredentialPlan(tuple(RevokeCredential(username, why) for username in record.valid_usernames()), None)
 
 
-def next_due(principals: list[PrincipalStatus]) -> datetime | None:
-    """The earliest moment a credential step falls due: a rotation or a previous generation's revocation."""
-    moments = [
-        parse_iso(moment)
-        for principal in principals
-        for moment in (principal.next_rotation_at, principal.previous_revoke_at)
-        if moment
-    ]
-    return min(moments, default=None)
+def _with_repair(
+    record: CredentialRecord, observed: ObservedCredential | None, actions: tuple[CredentialAction, ...]
+) -> CredentialPlan:
+    """Re-issue the current generation when its Secret or broker credential was changed or removed."""
+    if observed is not None and not (observed.secret_intact and observed.on_broker):
+        actions = (*actions, IssueCredential(record.username, "repair"))
+    return CredentialPlan(actions, record)
+
+
+def _issued(
+    role: PrincipalRole,
+    *,
+    generation: int,
+    username: str,
+    now: datetime,
+    policy: RotationPolicy,
+    previous: str | None,
+) -> CredentialRecord:
+    return CredentialRecord(
+        role=role,
+        generation=generation,
+        username=username,
+        rotated_at=iso(now),
+        next_rotation_at=iso(now + policy.rotate_every),
+        previous_username=previous,
+        previous_revoke_at=iso(now + policy.grace_period) if previous else None,
+    )
+
+
+def next_due(moments: Iterable[str | None]) -> datetime | None:
+    """The earliest of some rotation and revocation times: when a credential step falls due."""
+    return min((parse_iso(moment) for moment in moments if moment), default=None)

@@ -11,9 +11,9 @@ import re
 
 PRINCIPAL_PREFIX = "ep"
 DEAD_LETTER_SUFFIX = ".dlq"
-# Two alternating credentials per principal make rotation seamless (one SCRAM credential
-# per Kafka user, and a Pulsar token cannot be revoked — only its role's grants).
-GENERATION_SUFFIXES = ("a", "b")
+# Characters of a pipeline's uid kept in its principals' names: enough that a pipeline created
+# again under the same name never reuses a revoked user or role.
+UID_FRAGMENT_LENGTH = 8
 
 
 class NamingError(ValueError):
@@ -24,7 +24,9 @@ def topic_name(template: str, namespace: str, pipeline: str, requested: str | No
     """The topic a pipeline owns: the requested name if it fits the template, else the template's."""
     default = template.format(namespace=namespace, name=pipeline)
     if requested is None:
+        _refuse_dead_letter_name(default, "the pipeline's default topic")
         return default
+    _refuse_dead_letter_name(requested, "topic.name")
     if not matches_template(template, namespace, requested):
         example = template.format(namespace=namespace, name="<anything>")
         raise NamingError(
@@ -32,6 +34,14 @@ def topic_name(template: str, namespace: str, pipeline: str, requested: str | No
             f"use a name like {example!r} or leave topic.name out to get {default!r}"
         )
     return requested
+
+
+def _refuse_dead_letter_name(topic: str, what: str) -> None:
+    if topic.endswith(DEAD_LETTER_SUFFIX):
+        raise NamingError(
+            f"{what} {topic!r} ends in {DEAD_LETTER_SUFFIX!r}, which is reserved for dead-letter topics; "
+            "pick another topic.name (or pipeline name)"
+        )
 
 
 def matches_template(template: str, namespace: str, topic: str) -> bool:
@@ -46,20 +56,25 @@ def dead_letter_topic(topic: str) -> str:
 
 
 def principal_base(namespace: str, pipeline: str, principal: str) -> str:
-    """The stable part of a principal's broker identity, e.g. ep.shop.orders.checkout."""
+    """A principal's identity on the broker, e.g. ep.shop.orders.checkout: the claimed name.
+
+    Collision-free: namespaces hold no dots and principal names are DNS labels, so the first
+    and the last dot-separated parts give back the namespace and the principal.
+    """
     return f"{PRINCIPAL_PREFIX}.{namespace}.{pipeline}.{principal}"
 
 
-def pipeline_principal_prefix(namespace: str, pipeline: str) -> str:
-    """Every principal the operator creates for a pipeline starts with this; it marks ownership."""
-    return f"{PRINCIPAL_PREFIX}.{namespace}.{pipeline}."
+def username_base(namespace: str, pipeline: str, pipeline_uid: str, principal: str) -> str:
+    """The stem of a principal's generation user names: its identity plus the pipeline's uid."""
+    fragment = pipeline_uid.replace("-", "")[:UID_FRAGMENT_LENGTH]
+    return f"{principal_base(namespace, pipeline, principal)}.{fragment}"
 
 
 def generation_username(base: str, generation: int) -> str:
-    """Broker user (Kafka) or role (Pulsar) of one credential generation: alternates -a / -b."""
+    """Broker user (Kafka) or role (Pulsar) of one credential generation: `-g<N>`, never reused."""
     if generation < 1:
         raise ValueError("credential generations start at 1")
-    return f"{base}-{GENERATION_SUFFIXES[(generation - 1) % 2]}"
+    return f"{base}-g{generation}"
 
 
 def consumer_group(namespace: str, pipeline: str, principal: str) -> str:
@@ -75,13 +90,39 @@ def external_consumer_group(namespace: str, pipeline: str, external_principal: s
 
 
 def secret_name(pipeline: str, principal: str) -> str:
-    """Kubernetes Secret holding a principal's current credential."""
-    return f"{pipeline}-{principal}-credentials"
+    """Kubernetes Secret holding a principal's current credential, e.g. orders.checkout.credentials.
+
+    Dots, not dashes: principal names hold no dots, so no two (pipeline, principal) pairs share
+    a Secret name (with dashes, pipeline `db` + `admin-x` and `db-admin` + `x` would).
+    """
+    return f"{pipeline}.{principal}.credentials"
 
 
-def connection_id(topic: str, requested: str | None) -> str:
-    """Airflow connection id: the requested one, else the topic with separators as underscores."""
-    return requested or re.sub(r"[^a-zA-Z0-9_]", "_", topic)
+def connection_id(namespace: str, pipeline: str, requested: str | None) -> str:
+    """Airflow connection id: the requested one, else `<namespace>.<pipeline>`.
+
+    Namespaces hold no dots, so a default id names exactly one pipeline; a requested id may
+    not take the form of another namespace's defaults.
+    """
+    if requested is None:
+        return f"{namespace}.{pipeline}"
+    owner, dot, _ = requested.partition(".")
+    if dot and owner != namespace:
+        raise NamingError(
+            f"airflow.connectionId {requested!r} starts with {owner + '.'!r}, the prefix of namespace "
+            f"{owner!r}'s connections; use a name without a dot or one starting with {namespace + '.'!r}"
+        )
+    return requested
+
+
+def reference_key(kind: str, scope: str | None, name: str) -> str:
+    """How a referenced broker or Airflow instance is recorded: kind/namespace/name (no namespace: cluster)."""
+    return f"{kind}/{scope or ''}/{name}"
+
+
+def parse_reference_key(key: str) -> tuple[str, str | None, str]:
+    kind, scope, name = key.split("/", 2)
+    return kind, scope or None, name
 
 
 def namespace_allowed(patterns: list[str], namespace: str) -> bool:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 
+from eventpipeline.api.pipeline import EventPipelineSpec
+from eventpipeline.planning import naming
+
 
 @dataclass(frozen=True)
 class DesiredTopic:
@@ -55,3 +58,11 @@ def plan_topic(
     changed = {key: value for key, value in desired.config.items() if observed.config.get(key) != value}
     reset = frozenset(key for key in observed.config if key in managed_keys and key not in desired.config)
     return TopicChanges(grow_partitions_to=grow, set_config=changed, reset_config=reset, shrink_refused_from=refused)
+
+
+def dead_letter_for(spec: EventPipelineSpec, topic: str) -> str | None:
+    """The dead-letter topic of `topic` when the pipeline triggers Airflow with dead-lettering on."""
+    trigger = spec.airflow.trigger if spec.airflow is not None else None
+    if trigger is None or not trigger.dead_letter.enabled:
+        return None
+    return naming.dead_letter_topic(topic)

@@ -39,14 +39,19 @@ class AccessResult:
 
 @dataclass(frozen=True)
 class Ownership:
-    """What on the broker belongs to one pipeline: its principals' prefix and granted externals."""
+    """What on the broker belongs to one pipeline, from its ownership claims: exact names only.
 
-    principal_prefix: str
+    `principals` are the user names / roles of its credential generations (valid ones and those
+    being revoked in this run); `externals` the external principals it granted. ACLs and grants
+    of anyone else on its topics are never touched.
+    """
+
+    principals: frozenset[str]
     externals: frozenset[str]
 
     def owns(self, principal: str) -> bool:
         bare = principal.removeprefix("User:")
-        return bare.startswith(self.principal_prefix) or principal in self.externals
+        return bare in self.principals or principal in self.externals
 
 
 class BrokerBackend(Protocol):
@@ -56,11 +61,17 @@ class BrokerBackend(Protocol):
 
     def ping(self) -> None: ...
 
-    def full_topic(self, topic: str, namespace: str) -> str: ...
+    def locate(self, topic: str, namespace: str) -> str:
+        """The full name of a pipeline's topic on this broker (what is claimed and recorded)."""
+        ...
 
-    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult: ...
+    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
+        """Create or converge the topic `desired.name` (a full name from `locate`)."""
+        ...
 
-    def delete_topic(self, topic: str, namespace: str) -> None: ...
+    def topic_exists(self, topic: str) -> bool: ...
+
+    def delete_topic(self, topic: str) -> None: ...
 
     def credential_exists(self, username: str) -> bool: ...
 
@@ -69,11 +80,11 @@ class BrokerBackend(Protocol):
     def revoke_credential(self, username: str) -> None: ...
 
     def sync_access(
-        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+        self, topic: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
     ) -> AccessResult: ...
 
     def remove_access(
-        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
+        self, topic: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
     ) -> None: ...
 
     def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]: ...
@@ -96,10 +107,10 @@ class KafkaBackend:
     def ping(self) -> None:
         self._admin.ping()
 
-    def full_topic(self, topic: str, namespace: str) -> str:
+    def locate(self, topic: str, namespace: str) -> str:
         return topic
 
-    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult:
+    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
         if desired.replication_factor is None:
             desired = DesiredTopic(desired.name, desired.partitions, self._default_replication, desired.config)
         observed = self._admin.describe_topic(desired.name)
@@ -120,7 +131,10 @@ class KafkaBackend:
             shrink_refused_from=changes.shrink_refused_from,
         )
 
-    def delete_topic(self, topic: str, namespace: str) -> None:
+    def topic_exists(self, topic: str) -> bool:
+        return self._admin.describe_topic(topic) is not None
+
+    def delete_topic(self, topic: str) -> None:
         self._admin.delete_topic(topic)
 
     def credential_exists(self, username: str) -> bool:
@@ -135,7 +149,7 @@ class KafkaBackend:
         self._admin.delete_scram_user(username)
 
     def sync_access(
-        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+        self, topic: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
     ) -> AccessResult:
         desired = access.desired_kafka_acls(topic, grantees, dead_letter)
         resources = {(acl.resource_type, acl.resource_name) for acl in desired}
@@ -156,9 +170,7 @@ class KafkaBackend:
             + [f"-{_describe(acl)}" for acl in sorted(diff.to_remove)],
         )
 
-    def remove_access(
-        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
-    ) -> None:
+    def remove_access(self, topic: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None) -> None:
         """On deletion: every owned ACL on the topics and on the pipeline's consumer groups."""
         resources = [("TOPIC", topic)] + [("GROUP", group) for group in groups]
         if dead_letter:
@@ -199,17 +211,14 @@ class PulsarBackend:
         self._tenant = tenant
         self._namespace_template = namespace_template
 
-    def _topic(self, topic: str, namespace: str) -> PulsarTopic:
-        return PulsarTopic(self._tenant, self._namespace_template.format(namespace=namespace), topic)
-
     def ping(self) -> None:
         self._admin.ping()
 
-    def full_topic(self, topic: str, namespace: str) -> str:
-        return self._topic(topic, namespace).full_name
+    def locate(self, topic: str, namespace: str) -> str:
+        return PulsarTopic(self._tenant, self._namespace_template.format(namespace=namespace), topic).full_name
 
-    def ensure_topic(self, desired: DesiredTopic, namespace: str) -> TopicResult:
-        topic = self._topic(desired.name, namespace)
+    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
+        topic = PulsarTopic.parse(desired.name)
         self._admin.ensure_namespace(topic.tenant, topic.namespace)
         observed = self._admin.describe_topic(topic)
         changes = plan_topic(desired, observed)
@@ -226,8 +235,11 @@ class PulsarBackend:
             shrink_refused_from=changes.shrink_refused_from,
         )
 
-    def delete_topic(self, topic: str, namespace: str) -> None:
-        self._admin.delete_topic(self._topic(topic, namespace))
+    def topic_exists(self, topic: str) -> bool:
+        return self._admin.describe_topic(PulsarTopic.parse(topic)) is not None
+
+    def delete_topic(self, topic: str) -> None:
+        self._admin.delete_topic(PulsarTopic.parse(topic))
 
     def credential_exists(self, username: str) -> bool:
         return True  # a token lives in its Secret only; validity is the role's grants
@@ -240,7 +252,7 @@ class PulsarBackend:
         """Nothing to delete: sync_access already revoked the role's grants."""
 
     def sync_access(
-        self, topic: str, namespace: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
+        self, topic: str, grantees: Sequence[Grantee], ownership: Ownership, dead_letter: str | None
     ) -> AccessResult:
         details: list[str] = []
         added = removed = 0
@@ -248,7 +260,7 @@ class PulsarBackend:
         if dead_letter:
             targets.append((dead_letter, [g for g in grantees if g.writes_dead_letter]))
         for name, wanted in targets:
-            pulsar_topic = self._topic(name, namespace)
+            pulsar_topic = PulsarTopic.parse(name)
             desired = access.desired_pulsar_grants(wanted, dead_letter_topic=name == dead_letter)
             actual = self._admin.permissions(pulsar_topic)
             owned = {role for role in actual if ownership.owns(role)}
@@ -263,10 +275,8 @@ class PulsarBackend:
             removed += len(to_revoke)
         return AccessResult(added, removed, details)
 
-    def remove_access(
-        self, topic: str, namespace: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None
-    ) -> None:
-        self.sync_access(topic, namespace, [], ownership, dead_letter)
+    def remove_access(self, topic: str, groups: Sequence[str], ownership: Ownership, dead_letter: str | None) -> None:
+        self.sync_access(topic, [], ownership, dead_letter)
 
     def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]:
         return secrets.pulsar_secret_data(self._endpoint, username, credential)

@@ -20,8 +20,8 @@ from eventpipeline.adapters.references import (
     UnresolvedReferenceError,
 )
 from eventpipeline.api.broker import BrokerSpec
-from eventpipeline.api.common import BrokerRef
-from eventpipeline.planning import secrets
+from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
+from eventpipeline.planning import naming, secrets
 from eventpipeline.reconciler.backends import BrokerBackend, KafkaBackend, PulsarBackend
 
 __all__ = ["PLURALS", "References", "ResolvedAirflow", "ResolvedBroker", "UnresolvedReferenceError"]
@@ -52,23 +52,39 @@ class References(ReferenceReader):
             ) from error
         if check_namespace and namespace is not None:
             self._allowed(spec.allowed_namespaces, scope, namespace, where)
-        key = f"{ref.kind}/{scope or ''}/{ref.name}"
+        key = naming.reference_key(ref.kind, scope, ref.name)
         if spec.kafka is not None:
             secret = self._secret(spec.kafka.admin_secret_ref, scope, ("username", "password"), where)
+            ca_ref = spec.kafka.ca_secret_ref
         else:
             assert spec.pulsar is not None
             secret = self._secret(spec.pulsar.admin_secret_ref, scope, ("token", "signingKey"), where)
-        version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret})
+            ca_ref = spec.pulsar.ca_secret_ref
+        ca_pem = None if ca_ref is None else self._secret(ca_ref, scope, (secrets.CA_KEY,), where)[secrets.CA_KEY]
+        version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret, "ca": ca_pem or ""})
         with self._lock:
             cached = self._brokers.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            resolved = ResolvedBroker(key, spec, _backend(spec, secret))
+            resolved = ResolvedBroker(key, spec, _backend(spec, secret, ca_pem))
             self._brokers[key] = (version, resolved)
             return resolved
 
+    def broker_by_key(self, key: str) -> ResolvedBroker:
+        """A broker recorded in a claim, whoever may use it now: for cleanup of what was created."""
+        kind, scope, name = naming.parse_reference_key(key)
+        return self.broker(BrokerRef.model_validate({"kind": kind, "name": name}), scope, check_namespace=False)
 
-def _backend(spec: BrokerSpec, secret: dict[str, str]) -> BrokerBackend:
+    def airflow_by_key(self, key: str) -> ResolvedAirflow:
+        """An Airflow instance recorded in a claim, whoever may use it now."""
+        kind, scope, name = naming.parse_reference_key(key)
+        return self.airflow(
+            AirflowInstanceRef.model_validate({"kind": kind, "name": name}), scope, check_namespace=False
+        )
+
+
+def _backend(spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None) -> BrokerBackend:
+    """Admin client and client endpoint of a broker; `ca_pem` (from caSecretRef) verifies its TLS."""
     if spec.kafka is not None:
         kafka = spec.kafka
         admin = KafkaAdmin(
@@ -78,10 +94,13 @@ def _backend(spec: BrokerSpec, secret: dict[str, str]) -> BrokerBackend:
                 sasl_mechanism=kafka.sasl_mechanism,
                 username=secret["username"],
                 password=SecretStr(secret["password"]),
+                ca_pem=ca_pem,
                 max_calls_per_second=spec.max_admin_calls_per_second,
             )
         )
-        endpoint = secrets.KafkaEndpoint(kafka.bootstrap_servers, kafka.security_protocol, kafka.sasl_mechanism)
+        endpoint = secrets.KafkaEndpoint(
+            kafka.bootstrap_servers, kafka.security_protocol, kafka.sasl_mechanism, ca_pem=ca_pem
+        )
         return KafkaBackend(admin, endpoint, kafka.default_replication_factor)
     assert spec.pulsar is not None
     pulsar = spec.pulsar
@@ -91,11 +110,12 @@ def _backend(spec: BrokerSpec, secret: dict[str, str]) -> BrokerBackend:
         signing_key=SecretStr(secret["signingKey"]),
         tenant=pulsar.tenant,
         cluster=pulsar.cluster,
+        ca_pem=ca_pem,
         max_calls_per_second=spec.max_admin_calls_per_second,
     )
     return PulsarBackend(
         PulsarAdmin(admin_settings),
-        secrets.PulsarEndpoint(pulsar.service_url),
+        secrets.PulsarEndpoint(pulsar.service_url, ca_pem=ca_pem),
         SecretStr(secret["signingKey"]),
         pulsar.tenant,
         pulsar.namespace_template,

@@ -73,7 +73,10 @@ class Module:
         """A module-level constant (literal) or a name imported from one of our modules."""
         for node in self.tree.body:
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-                return ast.literal_eval(node.value)
+                try:
+                    return ast.literal_eval(node.value)
+                except ValueError:  # computed from another definition (e.g. a Kind's plural)
+                    return getattr(importlib.import_module(self.name), name)
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 for alias in node.names:
                     if (alias.asname or alias.name) == name:
@@ -145,6 +148,10 @@ def _values(module: Module, node: ast.expr) -> list[str]:
     if isinstance(node, ast.Name):
         value = module.constant(node.id)
         assert isinstance(value, str), f"{module.name}: {node.id} is not a string constant"
+        return [value]
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        value = getattr(module.constant(node.value.id), node.attr)
+        assert isinstance(value, str), f"{module.name}: {ast.unparse(node)} is not a string"
         return [value]
     if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
         table = module.constant(node.value.id)

@@ -15,11 +15,38 @@ def test_requested_topic_must_match_the_template() -> None:
         naming.topic_name("{namespace}.{name}", "shop", "orders", "payments.ledger")
 
 
-def test_generations_alternate_between_two_usernames() -> None:
-    base = naming.principal_base("shop", "orders", "checkout")
-    assert base == "ep.shop.orders.checkout"
+def test_every_generation_has_a_user_name_of_its_own() -> None:
+    assert naming.principal_base("shop", "orders", "checkout") == "ep.shop.orders.checkout"
+    base = naming.username_base("shop", "orders", "0a1b2c3d-4e5f-6789-abcd-ef0123456789", "checkout")
+    assert base == "ep.shop.orders.checkout.0a1b2c3d"
     names = [naming.generation_username(base, generation) for generation in (1, 2, 3)]
-    assert names == [f"{base}-a", f"{base}-b", f"{base}-a"]
+    assert names == [f"{base}-g1", f"{base}-g2", f"{base}-g3"]
+
+
+def test_a_pipeline_created_again_gets_other_user_names() -> None:
+    first = naming.username_base("shop", "orders", "11111111-0000-0000-0000-000000000000", "app")
+    again = naming.username_base("shop", "orders", "22222222-0000-0000-0000-000000000000", "app")
+    assert naming.generation_username(first, 1) != naming.generation_username(again, 1)
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [(("db", "admin-x"), ("db-admin", "x")), (("a.b", "c"), ("a", "b")), (("a-b", "c"), ("a", "b-c"))],
+)
+def test_secret_names_never_collide(first: tuple[str, str], second: tuple[str, str]) -> None:
+    assert naming.secret_name(*first) != naming.secret_name(*second)
+
+
+def test_principal_identities_never_collide_across_pipelines() -> None:
+    assert naming.principal_base("shop", "a.b", "c") != naming.principal_base("shop", "a", "b-c")
+    assert naming.principal_base("a-b", "c", "d") != naming.principal_base("a", "b-c", "d")
+
+
+def test_dead_letter_names_are_reserved() -> None:
+    with pytest.raises(naming.NamingError, match="reserved for dead-letter topics"):
+        naming.topic_name("{namespace}.{name}", "shop", "orders.dlq", None)
+    with pytest.raises(naming.NamingError, match="reserved for dead-letter topics"):
+        naming.topic_name("{namespace}.{name}", "shop", "x", "shop.orders.dlq")
 
 
 def test_run_ids_are_deterministic_per_position() -> None:
@@ -34,9 +61,22 @@ def test_namespace_patterns() -> None:
     assert not naming.namespace_allowed([], "any")
 
 
-def test_connection_id_defaults_to_the_topic() -> None:
-    assert naming.connection_id("shop.orders", None) == "shop_orders"
-    assert naming.connection_id("shop.orders", "mine") == "mine"
+def test_default_connection_ids_of_two_namespaces_never_collide() -> None:
+    assert naming.connection_id("a-b", "c", None) != naming.connection_id("a", "b-c", None)
+    assert naming.connection_id("shop", "orders", None) == "shop.orders"
+    assert naming.connection_id("shop", "orders", "mine") == "mine"
+    assert naming.connection_id("shop", "orders", "shop.special") == "shop.special"
+
+
+def test_a_requested_connection_id_cannot_look_like_another_namespaces() -> None:
+    with pytest.raises(naming.NamingError, match="prefix of namespace 'payments'"):
+        naming.connection_id("shop", "orders", "payments.ledger")
+
+
+def test_reference_keys_round_trip() -> None:
+    for scope in (None, "shop"):
+        key = naming.reference_key("Broker", scope, "kafka")
+        assert naming.parse_reference_key(key) == ("Broker", scope, "kafka")
 
 
 AIRFLOW_RUN_ID = r"^[A-Za-z0-9_.~:+-]+$"

@@ -1,0 +1,64 @@
+"""`OwnershipClaim`: the operator's record that one pipeline owns one object outside it.
+
+Cluster-scoped and written only by the operator (tenants get no RBAC on it), so it is the
+place where ownership lives — never the pipeline's status, which its users can write. A claim
+is taken by *creating* it: the API server refuses a second object of the same name, so two
+pipelines can never both own the same topic, principal or Airflow connection. The claim also
+holds what the operator must remember about the object: a principal's credential generations,
+the external principals granted on a topic, the fingerprint of a connection it wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from eventpipeline.api.common import ApiModel
+
+ClaimKind = Literal["Topic", "DeadLetterTopic", "Principal", "AirflowConnection"]
+PrincipalRole = Literal["producer", "consumer", "listener"]
+
+
+class ClaimingPipeline(ApiModel):
+    """The one pipeline that owns the claimed object."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+class CredentialRecord(ApiModel):
+    """A principal's credential generations: the operator's memory, from which rotation is planned."""
+
+    role: PrincipalRole
+    generation: int = Field(ge=1, description="Current generation; grows by one at each rotation.")
+    username: str = Field(description="Kafka user or Pulsar role of the current generation.")
+    rotated_at: str
+    next_rotation_at: str
+    previous_username: str | None = Field(default=None, description="Previous generation, valid in its grace.")
+    previous_revoke_at: str | None = None
+    rotate_request: str | None = Field(
+        default=None, description="Value of the eventpipeline.dev/rotate annotation last acted on."
+    )
+
+    def valid_usernames(self) -> list[str]:
+        """Every generation that is valid now: the current one, and the previous one in its grace."""
+        return [self.username] + ([self.previous_username] if self.previous_username else [])
+
+
+class OwnershipClaimSpec(ApiModel):
+    """Which object on which system, owned by which pipeline, and what the operator keeps about it."""
+
+    kind: ClaimKind
+    system: str = Field(description="The broker or Airflow instance, as kind/namespace/name.")
+    name: str = Field(description="The object's name there: topic, principal, or connection id.")
+    pipeline: ClaimingPipeline
+    principal: str | None = Field(default=None, description="Principal: its name in the pipeline's spec.")
+    credential: CredentialRecord | None = None
+    externals: list[str] = Field(default_factory=list, description="Topic: external principals granted on it.")
+    fingerprint: str | None = Field(default=None, description="AirflowConnection: hash of what was written.")
+
+
+class OwnershipClaimStatus(ApiModel):
+    """Claims carry no status: everything in them is the operator's own record."""

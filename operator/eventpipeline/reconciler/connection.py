@@ -1,0 +1,103 @@
+"""The Airflow connection part: the pipeline's connection, claimed, holding the listener's credential.
+
+observe: the claim and whether the connection exists; plan: compare the fingerprint of the
+wanted payload with the one recorded in the claim (Airflow hides passwords on read);
+apply: write it, and remove connections this pipeline no longer wants; outcome:
+`AirflowConnectionReady`.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from eventpipeline.adapters.claims import StoredClaim
+from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
+from eventpipeline.planning import naming
+from eventpipeline.planning.secrets import fingerprint
+from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
+from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
+from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, Resolver
+from eventpipeline.reconciler.run import Run
+
+CONDITION = "AirflowConnectionReady"
+
+
+def reconcile_connection(
+    run: Run,
+    *,
+    claims: ClaimBook,
+    resolver: Resolver,
+    broker: BrokerTarget,
+    credentials: CredentialsStep,
+    plans: list[PrincipalPlan],
+) -> None:
+    pipeline = run.pipeline
+    airflow = pipeline.spec.airflow
+    if airflow is None:
+        _remove_unwanted(run, claims, resolver, keep=None)
+        return
+    try:
+        connection_id = naming.connection_id(pipeline.namespace, pipeline.name, airflow.connection_id)
+    except naming.NamingError as error:
+        raise run.fail(CONDITION, "ConnectionIdNotAllowed", str(error)) from error
+    listener = next(item for item in plans if item.principal is not None and item.principal.name == LISTENER_PRINCIPAL)
+    try:
+        target = resolver.airflow(airflow.instance_ref, pipeline.namespace)
+        claim = _claim(run, claims, target, connection_id)
+        data = credentials.secret_data(listener.secret_name)
+        if data is None or listener.plan.record is None:
+            raise run.fail(CONDITION, "CredentialMissing", f"Secret {listener.secret_name} is missing")
+        credential = SecretStr(data.get("password") or data.get("token") or "")
+        group = naming.consumer_group(pipeline.namespace, pipeline.name, LISTENER_PRINCIPAL)
+        payload = broker.backend.connection_payload(connection_id, listener.plan.record.username, credential, group)
+        wanted = fingerprint(payload)
+        recorded = claim.spec.fingerprint
+        if recorded != wanted or not target.connections.exists(connection_id):
+            target.connections.put(payload)
+            claims.save(claim, claim.spec.model_copy(update={"fingerprint": wanted}))
+            reason = "AirflowConnectionWritten" if recorded is None else "AirflowConnectionUpdated"
+            if recorded == wanted:
+                reason = "AirflowConnectionRepaired"
+            run.note(
+                "Warning" if recorded == wanted else "Normal", reason, f"Airflow connection {connection_id} written"
+            )
+        _remove_unwanted(run, claims, resolver, keep=(target.key, connection_id))
+    except AdapterError as error:
+        raise run.fail(CONDITION, error.reason, str(error)) from error
+    run.report.airflow_connection = connection_id
+    run.ok(CONDITION, "ConnectionInSync", f"Airflow connection {connection_id} matches the listener's credential")
+
+
+def _claim(run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: str) -> StoredClaim:
+    claim = claims.find("AirflowConnection", target.key, connection_id)
+    if claim is not None:
+        return claim
+    if target.connections.exists(connection_id) and not claims.exists_anywhere(
+        "AirflowConnection", target.key, connection_id
+    ):
+        raise run.fail(
+            CONDITION,
+            "ConnectionConflict",
+            f"Airflow connection {connection_id} already exists and was not created for a pipeline; it was left "
+            "untouched. Set airflow.connectionId to another id",
+        )
+    try:
+        return claims.take("AirflowConnection", target.key, connection_id)
+    except ClaimTakenError as taken:
+        raise run.fail(
+            CONDITION,
+            "ConnectionConflict",
+            f"Airflow connection {connection_id} is owned by pipeline {taken.owner}; set airflow.connectionId "
+            "to another id",
+        ) from taken
+
+
+def _remove_unwanted(run: Run, claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None) -> None:
+    """Delete the connections this pipeline wrote but no longer wants (renamed, or airflow removed)."""
+    for claim in claims.owned("AirflowConnection"):
+        if keep == (claim.spec.system, claim.spec.name):
+            continue
+        resolver.airflow_by_key(claim.spec.system).connections.delete(claim.spec.name)
+        claims.release(claim)
+        run.note("Normal", "AirflowConnectionDeleted", f"deleted Airflow connection {claim.spec.name}")

@@ -1,0 +1,226 @@
+"""The credentials part: one ownership claim per principal, its credential planned from the claim.
+
+observe: the claims, each principal's Secret and broker credential;
+plan: `planning.credentials` — the only place that decides issue, rotate, repair and revoke;
+apply: in an order that never leaves a client without a valid credential and never forgets a
+name to revoke: a new generation is recorded before it exists on the broker, and a revoked one
+is forgotten only after it is gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from eventpipeline.adapters.claims import StoredClaim
+from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.adapters.kube import (
+    FINGERPRINT_ANNOTATION,
+    PIPELINE_LABEL,
+    PRINCIPAL_LABEL,
+    SecretView,
+    fingerprint,
+)
+from eventpipeline.api.common import parse_duration
+from eventpipeline.planning import naming
+from eventpipeline.planning.credentials import (
+    CredentialPlan,
+    ObservedCredential,
+    RotationPolicy,
+    plan_credential,
+    plan_removal,
+)
+from eventpipeline.planning.principals import ManagedPrincipal, managed_principals
+from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
+from eventpipeline.reconciler.ports import BrokerTarget, ClusterState
+from eventpipeline.reconciler.run import Run
+
+CONDITION = "CredentialsReady"
+
+
+@dataclass(frozen=True)
+class PrincipalPlan:
+    """One principal's claim and plan; `principal` is None for a principal that left the spec."""
+
+    claim: StoredClaim
+    plan: CredentialPlan
+    principal: ManagedPrincipal | None
+    secret_name: str
+
+
+class CredentialsStep:
+    """Observe and plan every principal's credential, then apply in three phases around access."""
+
+    def __init__(self, run: Run, claims: ClaimBook, broker: BrokerTarget, cluster: ClusterState) -> None:
+        self._run = run
+        self._claims = claims
+        self._broker = broker
+        self._cluster = cluster
+        self._secret_data: dict[str, dict[str, str]] = {}
+
+    # -- observe + plan ------------------------------------------------------------------
+
+    def plan(self) -> list[PrincipalPlan]:
+        """Plans of the spec's principals, then revocations of principals no longer in it."""
+        run, pipeline = self._run, self._run.pipeline
+        credentials = pipeline.spec.credentials
+        policy = RotationPolicy(parse_duration(credentials.rotate_every), parse_duration(credentials.grace_period))
+        plans: list[PrincipalPlan] = []
+        try:
+            for principal in managed_principals(pipeline.spec):
+                claim = self._take(principal)
+                secret_name = naming.secret_name(pipeline.name, principal.name)
+                record = claim.spec.credential
+                secret = self._own_secret(secret_name)
+                plan = plan_credential(
+                    username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
+                    role=principal.role,
+                    record=record,
+                    observed=None if record is None else self._observe(secret, record.username),
+                    now=run.now,
+                    policy=policy,
+                    rotate_request=pipeline.rotate_request,
+                )
+                plans.append(PrincipalPlan(claim, plan, principal, secret_name))
+            wanted = {plan.claim.name for plan in plans}
+            for claim in self._claims.owned("Principal"):
+                if claim.name not in wanted and claim.spec.credential is not None:
+                    secret_name = naming.secret_name(pipeline.name, claim.spec.principal or "")
+                    plans.append(
+                        PrincipalPlan(
+                            claim, plan_removal(claim.spec.credential, "principal-removed"), None, secret_name
+                        )
+                    )
+        except AdapterError as error:
+            raise run.fail(CONDITION, error.reason, str(error)) from error
+        return plans
+
+    def _take(self, principal: ManagedPrincipal) -> StoredClaim:
+        pipeline = self._run.pipeline
+        identity = naming.principal_base(pipeline.namespace, pipeline.name, principal.name)
+        try:
+            return self._claims.take("Principal", self._broker.key, identity, principal=principal.name)
+        except ClaimTakenError as taken:
+            raise self._run.fail(
+                CONDITION, "PrincipalConflict", f"principal {identity} is owned by pipeline {taken.owner}"
+            ) from taken
+
+    def _own_secret(self, secret_name: str) -> SecretView | None:
+        """The principal's Secret if it is this pipeline's; one that belongs to anything else stops the run."""
+        pipeline = self._run.pipeline
+        found = self._cluster.read_secret(pipeline.namespace, secret_name)
+        if found is not None and not found.owned_by(pipeline.uid):
+            raise self._run.fail(
+                CONDITION,
+                "SecretConflict",
+                f"Secret {secret_name} exists and does not belong to this pipeline; it was left untouched. "
+                "Delete or rename it, or rename the pipeline or principal",
+            )
+        return found
+
+    def _observe(self, secret: SecretView | None, username: str) -> ObservedCredential:
+        intact = (
+            secret is not None
+            and secret.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(secret.data)
+            and secret.data.get("username", secret.data.get("role")) == username
+        )
+        return ObservedCredential(secret_intact=intact, on_broker=self._broker.backend.credential_exists(username))
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def record_new_generations(self, plans: list[PrincipalPlan]) -> None:
+        """Phase 1: a new generation is recorded (hence owned) before it exists on the broker."""
+        self._guarded(lambda: self._record_new(plans))
+
+    def _record_new(self, plans: list[PrincipalPlan]) -> None:
+        for item in plans:
+            issue = item.plan.issue
+            if issue is not None and issue.why in ("issue", "rotate"):
+                self._claims.save(item.claim, item.claim.spec.model_copy(update={"credential": item.plan.record}))
+
+    def issue(self, plans: list[PrincipalPlan]) -> None:
+        """Phase 2: create the planned credentials on the broker (their Secrets are written after access)."""
+        self._guarded(lambda: self._issue(plans))
+
+    def _issue(self, plans: list[PrincipalPlan]) -> None:
+        backend = self._broker.backend
+        policy = self._run.pipeline.spec.credentials
+        lifetime = (parse_duration(policy.rotate_every), parse_duration(policy.grace_period))
+        for item in plans:
+            issue = item.plan.issue
+            if issue is None or item.principal is None:
+                continue
+            credential = backend.issue_credential(issue.username, self._run.now, lifetime)
+            self._secret_data[item.secret_name] = backend.secret_data(issue.username, credential)
+            role, name = item.principal.role, item.principal.name
+            if issue.why == "repair":
+                self._run.note(
+                    "Warning",
+                    "CredentialRepaired",
+                    f"{role} {name}: Secret {item.secret_name} or broker credential was changed or removed "
+                    "outside the operator; issued a new one",
+                )
+            else:
+                generation = item.plan.record.generation if item.plan.record else 0
+                verb = "issued" if issue.why == "issue" else "rotated to"
+                self._run.note(
+                    "Normal",
+                    "CredentialIssued" if issue.why == "issue" else "CredentialRotated",
+                    f"{role} {name}: {verb} generation {generation} ({issue.username})",
+                )
+
+    def write_secrets(self, plans: list[PrincipalPlan]) -> None:
+        """After access is granted: clients see a new credential only once it can be used."""
+        pipeline = self._run.pipeline
+
+        def write() -> None:
+            for item in plans:
+                data = self._secret_data.get(item.secret_name)
+                if data is not None and item.principal is not None:
+                    labels = {PIPELINE_LABEL: pipeline.name, PRINCIPAL_LABEL: item.principal.name}
+                    self._cluster.write_secret(pipeline.namespace, item.secret_name, data, pipeline.owner, labels)
+
+        self._guarded(write)
+
+    def revoke(self, plans: list[PrincipalPlan]) -> None:
+        """Phase 3: revoke for real, then forget: a name leaves the record only once it is gone."""
+        self._guarded(lambda: self._revoke(plans))
+
+    def _revoke(self, plans: list[PrincipalPlan]) -> None:
+        pipeline = self._run.pipeline
+        for item in plans:
+            for username in item.plan.revoked:
+                self._broker.backend.revoke_credential(username)
+            if item.plan.record is None:
+                found = self._cluster.read_secret(pipeline.namespace, item.secret_name)
+                if found is not None and found.owned_by(pipeline.uid):
+                    self._cluster.delete_secret(pipeline.namespace, item.secret_name)
+                self._claims.release(item.claim)
+                self._run.note(
+                    "Normal",
+                    "PrincipalRemoved",
+                    f"principal {item.claim.spec.principal}: credentials revoked, Secret deleted",
+                )
+                continue
+            if item.plan.revoked:
+                self._run.note(
+                    "Normal",
+                    "CredentialRevoked",
+                    f"principal {item.claim.spec.principal}: previous generation "
+                    f"{', '.join(item.plan.revoked)} revoked",
+                )
+            current = self._claims.find("Principal", item.claim.spec.system, item.claim.spec.name) or item.claim
+            self._claims.save(current, current.spec.model_copy(update={"credential": item.plan.record}))
+
+    def secret_data(self, secret_name: str) -> dict[str, str] | None:
+        """A principal's Secret as it stands after this run: just issued, or as stored."""
+        if secret_name in self._secret_data:
+            return self._secret_data[secret_name]
+        found = self._cluster.read_secret(self._run.pipeline.namespace, secret_name)
+        return found.data if found is not None and found.owned_by(self._run.pipeline.uid) else None
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except AdapterError as error:
+            raise self._run.fail(CONDITION, error.reason, str(error)) from error

@@ -1,0 +1,82 @@
+"""What the reconciler needs from the outside, as protocols: the real adapters satisfy them, and
+unit tests drive the reconciler with in-memory fakes of the same shape."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from eventpipeline.adapters.claims import StoredClaim
+from eventpipeline.adapters.kube import Owner, SecretView
+from eventpipeline.api.broker import BrokerSpec
+from eventpipeline.api.claim import OwnershipClaimSpec
+from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
+from eventpipeline.reconciler.backends import BrokerBackend
+
+
+class ClaimStore(Protocol):
+    def owned_by(self, pipeline_uid: str) -> list[StoredClaim]: ...
+
+    def get(self, name: str) -> StoredClaim | None: ...
+
+    def create(self, name: str, spec: OwnershipClaimSpec) -> StoredClaim | None: ...
+
+    def update(self, claim: StoredClaim) -> StoredClaim: ...
+
+    def delete(self, name: str) -> None: ...
+
+
+class ClusterState(Protocol):
+    """The Kubernetes calls of a reconciliation: a pipeline's Secrets, and whether a pipeline exists."""
+
+    def read_secret(self, namespace: str, name: str) -> SecretView | None: ...
+
+    def write_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: Owner, labels: dict[str, str]
+    ) -> None: ...
+
+    def delete_secret(self, namespace: str, name: str) -> None: ...
+
+    def pipeline_uid(self, namespace: str, name: str) -> str | None: ...
+
+
+class ConnectionStore(Protocol):
+    """Airflow connections of one instance."""
+
+    def exists(self, connection_id: str) -> bool: ...
+
+    def put(self, payload: dict[str, Any]) -> None: ...
+
+    def delete(self, connection_id: str) -> None: ...
+
+
+class BrokerTarget(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def spec(self) -> BrokerSpec: ...
+
+    @property
+    def backend(self) -> BrokerBackend: ...
+
+
+class AirflowTarget(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def connections(self) -> ConnectionStore: ...
+
+
+class Resolver(Protocol):
+    """Resolves a pipeline's references, refusing what its namespace may not use."""
+
+    def broker(self, ref: BrokerRef, namespace: str | None) -> BrokerTarget: ...
+
+    def airflow(self, ref: AirflowInstanceRef, namespace: str) -> AirflowTarget: ...
+
+    def broker_by_key(self, key: str) -> BrokerTarget:
+        """A broker recorded in a claim, whoever may use it now: cleanup of what was created."""
+        ...
+
+    def airflow_by_key(self, key: str) -> AirflowTarget: ...

@@ -1,0 +1,103 @@
+"""The topic part: claim the topic (and dead-letter topic), then create or converge them.
+
+observe: the pipeline's recorded topic claim, else the name the broker's template gives;
+plan: `planning.topic.plan_topic` (inside the backend) — partitions only grow;
+apply: the backend; outcome: `TopicReady`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.api.claim import ClaimKind
+from eventpipeline.planning import naming
+from eventpipeline.planning.topic import DesiredTopic, dead_letter_for
+from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
+from eventpipeline.reconciler.ports import BrokerTarget
+from eventpipeline.reconciler.run import Run
+
+CONDITION = "TopicReady"
+
+
+@dataclass(frozen=True)
+class PipelineTopic:
+    """The topic a pipeline holds on its broker, as full names (claimed and recorded)."""
+
+    name: str
+    dead_letter: str | None
+
+
+def recorded_topic(claims: ClaimBook, broker_key: str) -> str | None:
+    """The topic this pipeline holds on the broker: its record wins over a recomputed name,
+    so a changed template never moves, strands or deletes a pipeline's topic."""
+    held = [claim for claim in claims.owned("Topic") if claim.spec.system == broker_key]
+    return held[0].spec.name if held else None
+
+
+def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> PipelineTopic:
+    pipeline = run.pipeline
+    spec = pipeline.spec.topic
+    topic = recorded_topic(claims, broker.key)
+    if topic is None:
+        try:
+            local = naming.topic_name(broker.spec.topic_template, pipeline.namespace, pipeline.name, spec.name)
+        except naming.NamingError as error:
+            raise run.fail(CONDITION, "TopicNameNotAllowed", str(error)) from error
+        topic = broker.backend.locate(local, pipeline.namespace)
+    dead_letter = dead_letter_for(pipeline.spec, topic)
+    _claim(run, claims, broker, "Topic", topic)
+    if dead_letter is not None:
+        _claim(run, claims, broker, "DeadLetterTopic", dead_letter)
+    try:
+        result = broker.backend.ensure_topic(DesiredTopic(topic, spec.partitions, spec.replication_factor, spec.config))
+        if dead_letter is not None:
+            broker.backend.ensure_topic(DesiredTopic(dead_letter, 1, spec.replication_factor, {}))
+    except AdapterError as error:
+        raise run.fail(CONDITION, error.reason, str(error)) from error
+    run.report.topic = result.name
+    run.report.partitions = result.partitions
+    if result.created:
+        run.note("Normal", "TopicCreated", f"created topic {result.name} with {result.partitions} partition(s)")
+    if result.grown_from is not None:
+        run.note(
+            "Normal", "PartitionsGrown", f"topic {result.name}: {result.grown_from} → {result.partitions} partitions"
+        )
+    if result.config_changed:
+        run.note("Normal", "TopicConfigured", f"topic {result.name}: set {', '.join(result.config_changed)}")
+    if result.shrink_refused_from is not None:
+        raise run.fail(
+            CONDITION,
+            "PartitionsCannotShrink",
+            f"topic {result.name} has {result.shrink_refused_from} partitions and cannot shrink to "
+            f"{spec.partitions}; set topic.partitions to at least {result.shrink_refused_from}",
+        )
+    run.ok(CONDITION, "TopicReady", f"topic {result.name} has {result.partitions} partition(s)")
+    return PipelineTopic(topic, dead_letter)
+
+
+def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> None:
+    """Hold the topic's claim; a topic that exists without one was not made by the operator."""
+    if claims.find(kind, broker.key, topic) is None:
+        try:
+            exists = broker.backend.topic_exists(topic)
+        except AdapterError as error:
+            raise run.fail(CONDITION, error.reason, str(error)) from error
+        if exists and not _held_elsewhere(claims, broker.key, topic):
+            raise run.fail(
+                CONDITION,
+                "TopicConflict",
+                f"topic {topic} already exists on {broker.key} and was not created for a pipeline; "
+                "pick another topic.name, or ask the broker's owner to remove it",
+            )
+    try:
+        claims.take(kind, broker.key, topic)
+    except ClaimTakenError as taken:
+        raise run.fail(
+            CONDITION, "TopicConflict", f"topic {topic} is owned by pipeline {taken.owner}; pick another topic.name"
+        ) from taken
+
+
+def _held_elsewhere(claims: ClaimBook, broker_key: str, topic: str) -> bool:
+    """Whether some claim (maybe an orphan left by a deleted pipeline with Retain) records the topic."""
+    return claims.exists_anywhere("Topic", broker_key, topic)
