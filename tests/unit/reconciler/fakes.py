@@ -20,7 +20,7 @@ from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
 from eventpipeline.planning import access, naming
 from eventpipeline.planning.principals import Grantee
 from eventpipeline.planning.secrets import fingerprint
-from eventpipeline.planning.topic import DesiredTopic, plan_topic
+from eventpipeline.planning.topic import DesiredTopic, ObservedTopic, plan_topic
 from eventpipeline.reconciler.backends import AccessResult, Ownership, TopicResult
 from eventpipeline.reconciler.references import UnresolvedReferenceError
 
@@ -130,8 +130,6 @@ class FakeBroker:
 
     def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
         self._check()
-        from eventpipeline.planning.topic import ObservedTopic
-
         observed = ObservedTopic(desired.name, self.topics[desired.name]) if desired.name in self.topics else None
         changes = plan_topic(desired, observed)
         if changes.create:
