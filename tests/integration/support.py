@@ -13,6 +13,10 @@ from confluent_kafka import KafkaError, Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
+from eventpipeline.planning import naming
+from eventpipeline.planning.secrets import CA_KEY
+
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
 T = TypeVar("T")
 
@@ -100,6 +104,13 @@ class Kube:
             raise
         return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
 
+    def username(self, namespace: str, pipeline: str, principal: str, generation: int = 1) -> str:
+        """The broker user / Pulsar role of one credential generation of a pipeline's principal."""
+        body = self.get_pipeline(namespace, pipeline)
+        assert body is not None, f"pipeline {namespace}/{pipeline} does not exist"
+        base = naming.username_base(namespace, pipeline, body["metadata"]["uid"], principal)
+        return naming.generation_username(base, generation)
+
     def events(self, namespace: str, name: str) -> list[tuple[str, str, str]]:
         events = self.core.list_namespaced_event(namespace, field_selector=f"involvedObject.name={name}")
         return [(event.type, event.reason, event.message) for event in events.items]
@@ -115,6 +126,7 @@ def kafka_producer(secret: Mapping[str, str]) -> Producer:
             "sasl.username": secret["username"],
             "sasl.password": secret["password"],
             "message.timeout.ms": 10000,
+            **kafka_tls_settings(secret),  # ca.crt on SASL_SSL
         }
     )
 
@@ -129,12 +141,14 @@ def kafka_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -
 
 
 def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> Exception | None:
-    """Publish one message with a pipeline Secret's token; the client's exception, or None."""
+    """Publish one message with a pipeline Secret's token (and ca.crt); the client's exception, or None."""
+    tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
     pulsar_client = pulsar.Client(
         secret["serviceUrl"],
         authentication=pulsar.AuthenticationToken(secret["token"]),
         operation_timeout_seconds=10,
         logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+        **tls_options,
     )
     try:
         pulsar_client.create_producer(topic).send(value)
@@ -142,4 +156,6 @@ def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") 
         return error
     finally:
         pulsar_client.close()
+        if trust is not None:
+            trust.remove()
     return None

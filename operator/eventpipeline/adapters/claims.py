@@ -16,6 +16,7 @@ from eventpipeline.api.common import API_VERSION, GROUP, VERSION, wire
 from eventpipeline.api.resources import OWNERSHIP_CLAIM
 
 PIPELINE_UID_LABEL = f"{GROUP}/pipeline-uid"
+PIPELINE_NAMESPACE_LABEL = f"{GROUP}/pipeline-namespace"
 _PLURAL = OWNERSHIP_CLAIM.plural
 
 
@@ -41,19 +42,32 @@ def _stored(body: dict[str, Any]) -> StoredClaim:
     )
 
 
+def _labels(spec: OwnershipClaimSpec) -> dict[str, str]:
+    return {
+        PIPELINE_UID_LABEL: spec.pipeline.uid,
+        PIPELINE_NAMESPACE_LABEL: spec.pipeline.namespace,
+        MANAGED_BY_LABEL: MANAGER,
+    }
+
+
 class KubeClaims:
     """The claims store: cluster-scoped `OwnershipClaim` objects only the operator writes."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self._custom = client.CustomObjectsApi(api_client)
 
-    @counted("kubernetes")
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]:
         """Every claim of one pipeline: one list call per reconciliation."""
+        return self._list(f"{PIPELINE_UID_LABEL}={pipeline_uid}")
+
+    def in_namespace(self, namespace: str) -> list[StoredClaim]:
+        """Every claim of a namespace's pipelines (for its quotas)."""
+        return self._list(f"{PIPELINE_NAMESPACE_LABEL}={namespace}")
+
+    @counted("kubernetes")
+    def _list(self, selector: str) -> list[StoredClaim]:
         try:
-            result = self._custom.list_cluster_custom_object(
-                GROUP, VERSION, _PLURAL, label_selector=f"{PIPELINE_UID_LABEL}={pipeline_uid}"
-            )
+            result = self._custom.list_cluster_custom_object(GROUP, VERSION, _PLURAL, label_selector=selector)
         except ApiException as error:
             raise UnavailableError(f"Kubernetes: listing ownership claims failed ({error.status})") from error
         return [_stored(item) for item in cast(dict[str, Any], result).get("items", [])]
@@ -76,7 +90,7 @@ class KubeClaims:
             "kind": OWNERSHIP_CLAIM.kind,
             "metadata": {
                 "name": name,
-                "labels": {PIPELINE_UID_LABEL: spec.pipeline.uid, MANAGED_BY_LABEL: MANAGER},
+                "labels": _labels(spec),
             },
             "spec": wire(spec),
         }
@@ -97,7 +111,7 @@ class KubeClaims:
             "metadata": {
                 "name": claim.name,
                 "resourceVersion": claim.resource_version,
-                "labels": {PIPELINE_UID_LABEL: claim.spec.pipeline.uid, MANAGED_BY_LABEL: MANAGER},
+                "labels": _labels(claim.spec),
             },
             "spec": wire(claim.spec),
         }

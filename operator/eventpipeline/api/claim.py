@@ -58,6 +58,7 @@ class OwnershipClaimSpec(ApiModel):
     credential: CredentialRecord | None = None
     externals: list[str] = Field(default_factory=list, description="Topic: external principals granted on it.")
     fingerprint: str | None = Field(default=None, description="AirflowConnection: hash of what was written.")
+    partitions: int | None = Field(default=None, description="Topic: partitions it has (for namespace quotas).")
 
 
 class OwnershipClaimStatus(ApiModel):

@@ -14,6 +14,7 @@ import kopf
 from eventpipeline.adapters.claims import KubeClaims
 from eventpipeline.adapters.kube import Kube, load_configuration
 from eventpipeline.api.common import GROUP
+from eventpipeline.planning.reference_policy import allow_namespaced_references
 from eventpipeline.reconciler.pipeline import PipelineReconciler
 from eventpipeline.reconciler.references import References
 
@@ -51,7 +52,10 @@ def services() -> Services:
         load_configuration(pool_size=WORKERS * 2)
         kube = Kube()
         references = References(kube)
-        _services = Services(kube, references, PipelineReconciler(kube, KubeClaims(), references))
+        reconciler = PipelineReconciler(
+            kube, KubeClaims(), references, allow_namespaced_references=allow_namespaced_references(os.environ)
+        )
+        _services = Services(kube, references, reconciler)
     return _services
 
 

@@ -12,6 +12,7 @@ PART_CONDITIONS = (
     "AccessReady",
     "CredentialsReady",
     "AirflowConnectionReady",
+    "TriggerAuthorized",
     "ListenerReady",
 )
 

@@ -18,6 +18,8 @@ def expected_parts(spec: EventPipelineSpec) -> list[str]:
     parts = ["TopicReady", "CredentialsReady", "AccessReady"]
     if spec.airflow is not None:
         parts.append("AirflowConnectionReady")
+        if spec.airflow.trigger is not None:
+            parts.append("TriggerAuthorized")
     return parts
 
 

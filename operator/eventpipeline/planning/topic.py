@@ -15,6 +15,8 @@ class DesiredTopic:
     partitions: int
     replication_factor: int | None
     config: Mapping[str, str] = field(default_factory=dict)
+    # Config keys the operator owns (the broker's topic policy): reset when left out of `config`.
+    managed_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ reconciler never branches on the broker type.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -112,22 +112,22 @@ class KafkaBackend:
 
     def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
         if desired.replication_factor is None:
-            desired = DesiredTopic(desired.name, desired.partitions, self._default_replication, desired.config)
+            desired = replace(desired, replication_factor=self._default_replication)
         observed = self._admin.describe_topic(desired.name)
-        changes = plan_topic(desired, observed)
+        changes = plan_topic(desired, observed, desired.managed_keys)
         if changes.create:
             self._admin.create_topic(desired)
             return TopicResult(desired.name, desired.partitions, created=True)
         assert observed is not None
         if changes.grow_partitions_to is not None:
             self._admin.grow_partitions(desired.name, changes.grow_partitions_to)
-        if changes.set_config:
-            self._admin.set_topic_config(desired.name, changes.set_config)
+        if changes.set_config or changes.reset_config:
+            self._admin.set_topic_config(desired.name, changes.set_config, changes.reset_config)
         return TopicResult(
             desired.name,
             changes.grow_partitions_to or observed.partitions,
             grown_from=observed.partitions if changes.grow_partitions_to else None,
-            config_changed=tuple(sorted(changes.set_config)),
+            config_changed=tuple(sorted({*changes.set_config, *changes.reset_config})),
             shrink_refused_from=changes.shrink_refused_from,
         )
 

@@ -62,6 +62,14 @@ class ClaimBook:
             return adopted
         raise ClaimTakenError("another pipeline")
 
+    def partitions_of_others(self, system: str) -> int:
+        """Partitions of the namespace's other topics on a broker (retained ones included)."""
+        return sum(
+            claim.spec.partitions or 0
+            for claim in self._store.in_namespace(self._me.namespace)
+            if claim.spec.kind == "Topic" and claim.spec.system == system and claim.spec.pipeline.uid != self._me.uid
+        )
+
     def exists_anywhere(self, kind: ClaimKind, system: str, name: str) -> bool:
         """Whether any pipeline (alive or not) holds a claim on the object."""
         key = claim_name(kind, system, name)

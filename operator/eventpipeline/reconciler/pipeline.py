@@ -18,6 +18,7 @@ from eventpipeline.planning import conditions, naming
 from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.conditions import Outcome
 from eventpipeline.planning.readiness import listener_outcome, summarise
+from eventpipeline.planning.reference_policy import NAMESPACED_REFERENCES_DISABLED, namespaced_reference_refusal
 from eventpipeline.reconciler.access import reconcile_access
 from eventpipeline.reconciler.claims import ClaimBook
 from eventpipeline.reconciler.connection import reconcile_connection
@@ -26,6 +27,7 @@ from eventpipeline.reconciler.deletion import finalize
 from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterState, Resolver
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
 from eventpipeline.reconciler.topic import reconcile_topic
+from eventpipeline.reconciler.trigger import reconcile_trigger
 
 __all__ = ["Note", "PipelineObject", "PipelineReconciler", "Reconciled", "parse_pipeline"]
 
@@ -43,11 +45,14 @@ class PipelineReconciler:
         claims: ClaimStore,
         resolver: Resolver,
         clock: Callable[[], datetime] = utcnow,
+        *,
+        allow_namespaced_references: bool = False,
     ) -> None:
         self._cluster = cluster
         self._claims = claims
         self._resolver = resolver
         self._clock = clock
+        self._allow_namespaced = allow_namespaced_references
 
     def reconcile(self, pipeline: PipelineObject) -> Reconciled:
         run = Run(pipeline, self._clock(), pipeline.status.model_copy(deep=True))
@@ -56,6 +61,7 @@ class PipelineReconciler:
             return self._finish(run, summarise_parts=False)
         claims: ClaimBook | None = None
         try:
+            self._check_reference_kinds(run)
             claims = self._claim_book(run)
             broker = self._resolve_broker(run)
             self._run_parts(run, claims, broker)
@@ -82,6 +88,18 @@ class PipelineReconciler:
         reconcile_connection(
             run, claims=claims, resolver=self._resolver, broker=broker, credentials=credentials, plans=plans
         )
+        reconcile_trigger(run, self._resolver)
+
+    def _check_reference_kinds(self, run: Run) -> None:
+        """Namespaced Brokers / AirflowInstances only where a cluster admin switched them on."""
+        spec = run.pipeline.spec
+        refs: list[tuple[str, str, str]] = [("TopicReady", spec.broker_ref.kind, spec.broker_ref.name)]
+        if spec.airflow is not None:
+            refs.append(("AirflowConnectionReady", spec.airflow.instance_ref.kind, spec.airflow.instance_ref.name))
+        for condition, kind, name in refs:
+            message = namespaced_reference_refusal(kind, name, self._allow_namespaced)
+            if message is not None:
+                raise run.fail(condition, NAMESPACED_REFERENCES_DISABLED, message)
 
     def _claim_book(self, run: Run) -> ClaimBook:
         try:

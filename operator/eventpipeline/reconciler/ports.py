@@ -16,6 +16,8 @@ from eventpipeline.reconciler.backends import BrokerBackend
 class ClaimStore(Protocol):
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]: ...
 
+    def in_namespace(self, namespace: str) -> list[StoredClaim]: ...
+
     def get(self, name: str) -> StoredClaim | None: ...
 
     def create(self, name: str, spec: OwnershipClaimSpec) -> StoredClaim | None: ...
@@ -49,6 +51,14 @@ class ConnectionStore(Protocol):
     def delete(self, connection_id: str) -> None: ...
 
 
+class DagDirectory(Protocol):
+    """What DAG authorization reads from Airflow."""
+
+    def tags(self, dag_id: str) -> list[str] | None: ...
+
+    def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None: ...
+
+
 class BrokerTarget(Protocol):
     @property
     def key(self) -> str: ...
@@ -66,6 +76,9 @@ class AirflowTarget(Protocol):
 
     @property
     def connections(self) -> ConnectionStore: ...
+
+    @property
+    def dags(self) -> DagDirectory: ...
 
 
 class Resolver(Protocol):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.claim import ClaimKind
 from eventpipeline.planning import naming
 from eventpipeline.planning.topic import DesiredTopic, dead_letter_for
+from eventpipeline.planning.topic_policy import check_topic_policy
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.ports import BrokerTarget
 from eventpipeline.reconciler.run import Run
@@ -46,13 +48,18 @@ def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> Pipeli
             raise run.fail(CONDITION, "TopicNameNotAllowed", str(error)) from error
         topic = broker.backend.locate(local, pipeline.namespace)
     dead_letter = dead_letter_for(pipeline.spec, topic)
-    _claim(run, claims, broker, "Topic", topic)
+    claim = _claim(run, claims, broker, "Topic", topic)
     if dead_letter is not None:
         _claim(run, claims, broker, "DeadLetterTopic", dead_letter)
+    _check_policy(run, claims, broker, claim.spec.partitions or 0)
+    managed = frozenset(broker.spec.topic_policy.allowed_config_keys)
     try:
-        result = broker.backend.ensure_topic(DesiredTopic(topic, spec.partitions, spec.replication_factor, spec.config))
+        result = broker.backend.ensure_topic(
+            DesiredTopic(topic, spec.partitions, spec.replication_factor, spec.config, managed)
+        )
         if dead_letter is not None:
             broker.backend.ensure_topic(DesiredTopic(dead_letter, 1, spec.replication_factor, {}))
+        claims.save(claim, claim.spec.model_copy(update={"partitions": result.partitions}))
     except AdapterError as error:
         raise run.fail(CONDITION, error.reason, str(error)) from error
     run.report.topic = result.name
@@ -76,7 +83,21 @@ def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> Pipeli
     return PipelineTopic(topic, dead_letter)
 
 
-def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> None:
+def _check_policy(run: Run, claims: ClaimBook, broker: BrokerTarget, current_partitions: int) -> None:
+    """The broker's topic policy: allowed config keys and values, partition quotas; a topic is never
+    changed to what it forbids. The namespace's usage is read only when partitions would grow."""
+    spec = run.pipeline.spec.topic
+    try:
+        in_use = claims.partitions_of_others(broker.key) if spec.partitions > current_partitions else 0
+    except AdapterError as error:
+        raise run.fail(CONDITION, error.reason, str(error)) from error
+    policy = broker.spec.topic_policy
+    violations = check_topic_policy(policy, spec.partitions, spec.config, in_use, current_partitions)
+    if violations:
+        raise run.fail(CONDITION, violations[0].reason, "; ".join(violation.message for violation in violations))
+
+
+def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> StoredClaim:
     """Hold the topic's claim; a topic that exists without one was not made by the operator."""
     if claims.find(kind, broker.key, topic) is None:
         try:
@@ -91,7 +112,7 @@ def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, t
                 "pick another topic.name, or ask the broker's owner to remove it",
             )
     try:
-        claims.take(kind, broker.key, topic)
+        return claims.take(kind, broker.key, topic)
     except ClaimTakenError as taken:
         raise run.fail(
             CONDITION, "TopicConflict", f"topic {topic} is owned by pipeline {taken.owner}; pick another topic.name"

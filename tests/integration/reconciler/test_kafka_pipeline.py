@@ -3,7 +3,10 @@ the Airflow connection, drift repair, partition growth and clean deletion."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -88,8 +91,8 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
 
     # The broker's own view: topic, config, and exactly the ACLs least privilege allows.
     assert topic_partitions(kafka, topic) == 2
-    producer_user = f"ep.{namespace}.orders.checkout-a"
-    listener_user = f"ep.{namespace}.orders.listener-a"
+    producer_user = kube.username(namespace, "orders", "checkout")
+    listener_user = kube.username(namespace, "orders", "listener")
     assert acls_on_topic(kafka, topic) == {
         (f"User:{producer_user}", "WRITE", "ALLOW"),
         (f"User:{producer_user}", "DESCRIBE", "ALLOW"),
@@ -102,7 +105,7 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
     }
 
     # The producer's Secret works on its topic, and only there.
-    secret = kube.secret(namespace, "orders-checkout-credentials")
+    secret = kube.secret(namespace, "orders.checkout.credentials")
     assert secret is not None and secret["username"] == producer_user
     assert f'username="{producer_user}"' in secret["sasl.jaas.config"]
     assert kafka_send(secret, topic) is None
@@ -115,13 +118,17 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
 
     # The Airflow connection carries the listener's settings.
     connection_id = kube.get_pipeline(namespace, "orders")["status"]["airflowConnection"]  # type: ignore[index]
-    assert connection_id == topic.replace(".", "_").replace("-", "_")
+    assert connection_id == f"{namespace}.orders"
     connection = airflow_connection(exports, connection_id)
     assert connection.status_code == 200, connection.text
     body = connection.json()
     assert body["conn_type"] == "kafka"
     assert f'"sasl.username": "{listener_user}"' in body["extra"]
-    assert exports["KAFKA_BOOTSTRAP_SERVERS"] in body["extra"]
+    # local-kafka is SASL_SSL with caSecretRef: the connection verifies the brokers with the CA.
+    extra = json.loads(body["extra"])
+    assert extra["bootstrap.servers"] == exports["KAFKA_TLS_BOOTSTRAP_SERVERS"]
+    assert extra["security.protocol"] == "SASL_SSL"
+    assert extra["ssl.ca.pem"] == Path(exports["KAFKA_CA_FILE"]).read_text()
 
 
 def test_producer_is_refused_on_another_pipelines_topic(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
@@ -129,7 +136,7 @@ def test_producer_is_refused_on_another_pipelines_topic(stack: Any, kube: Kube, 
     kube.create_pipeline(namespace, "second", spec())
     kube.wait_condition(namespace, "first", "Ready", "True")
     kube.wait_condition(namespace, "second", "Ready", "True")
-    first = kube.secret(namespace, "first-checkout-credentials")
+    first = kube.secret(namespace, "first.checkout.credentials")
     assert first is not None
     error = kafka_send(first, f"{namespace}.second")
     assert error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
@@ -140,7 +147,7 @@ def test_acl_deleted_by_hand_is_repaired_and_reported(stack: Any, kube: Kube, op
     kube.create_pipeline(namespace, "drift", spec())
     kube.wait_condition(namespace, "drift", "Ready", "True")
     topic = f"{namespace}.drift"
-    user = f"User:ep.{namespace}.drift.checkout-a"
+    user = f"User:{kube.username(namespace, 'drift', 'checkout')}"
     binding = AclBindingFilter(
         ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, user, "*", AclOperation.WRITE, AclPermissionType.ALLOW
     )
@@ -171,15 +178,16 @@ def test_deleting_the_pipeline_removes_topic_credentials_acls_and_connection(
     kube.create_pipeline(namespace, "gone", spec())
     kube.wait_condition(namespace, "gone", "Ready", "True")
     topic = f"{namespace}.gone"
+    users_before = {kube.username(namespace, "gone", principal) for principal in ("checkout", "listener")}
     kube.delete_pipeline(namespace, "gone")
     eventually(lambda: kube.get_pipeline(namespace, "gone") is None, timeout=60, what="the pipeline to be deleted")
     eventually(lambda: topic_partitions(kafka, topic) is None, timeout=30, what="the topic to be deleted")
     assert acls_on_topic(kafka, topic) == set()
     users = kafka.describe_user_scram_credentials(request_timeout=TIMEOUT).result(timeout=TIMEOUT)
-    assert not [user for user in users if user.startswith(f"ep.{namespace}.gone.")]
-    assert airflow_connection(exports, topic.replace(".", "_").replace("-", "_")).status_code == 404
+    assert users_before and not users_before & set(users)
+    assert airflow_connection(exports, f"{namespace}.gone").status_code == 404
     # Owner references: the controller-manager's garbage collector removes the Secrets.
-    eventually(lambda: kube.secret(namespace, "gone-checkout-credentials") is None, timeout=60, what="GC of the Secret")
+    eventually(lambda: kube.secret(namespace, "gone.checkout.credentials") is None, timeout=60, what="GC of the Secret")
 
 
 def test_retained_topic_survives_deletion(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
@@ -233,10 +241,41 @@ def test_operator_counts_its_backend_calls(stack: Any, operator: Any) -> None:
     assert 'eventpipeline_backend_calls_total{operation="describe_topic",outcome="ok",system="kafka"}' in metrics
 
 
-def test_operator_log_is_structured(stack: Any, operator: Any) -> None:
-    log = Layout.from_environment().log_path("operator-under-test").read_text().splitlines()
-    json_lines = [line for line in log if line.startswith("{")]
-    assert json_lines, "the operator wrote no JSON log lines"
+SEVERITIES = {"debug", "info", "warn", "error", "fatal"}
+
+
+def test_operator_log_is_structured(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
+    """Every log record is one JSON object with a time, a severity and a message; records about a
+    pipeline name it, so a log pipeline can filter by object."""
+    kube.create_pipeline(namespace, "logged", spec())
+    kube.wait_condition(namespace, "logged", "Ready", "True")
+    log_path = Layout.from_environment().log_path("operator-under-test")
+
+    def records() -> list[dict[str, Any]]:
+        found = []
+        for line in log_path.read_text().splitlines():
+            # Python logging goes through kopf's JSON formatter; only client libraries that write to
+            # stderr themselves (librdkafka, the Pulsar C++ client) leave plain lines, never "{".
+            if line.startswith("{"):
+                record = json.loads(line)
+                assert isinstance(record, dict), line
+                found.append(record)
+        return found
+
+    for record in records():
+        assert isinstance(record.get("message"), str), record
+        assert record.get("severity") in SEVERITIES, record
+        assert datetime.fromisoformat(record["timestamp"]).tzinfo is not None, record
+    about_pipeline = eventually(
+        lambda: [
+            record
+            for record in records()
+            if (record.get("object") or {}).get("namespace") == namespace and record["object"].get("name") == "logged"
+        ],
+        timeout=30,
+        what=f"log records about {namespace}/logged",
+    )
+    assert {record["object"]["kind"] for record in about_pipeline} == {"EventPipeline"}
 
 
 def test_secret_edited_by_hand_is_replaced_with_a_working_credential(
@@ -245,10 +284,10 @@ def test_secret_edited_by_hand_is_replaced_with_a_working_credential(
     kube.create_pipeline(namespace, "edited", spec())
     kube.wait_condition(namespace, "edited", "Ready", "True")
     kube.core.patch_namespaced_secret(
-        "edited-checkout-credentials", namespace, {"stringData": {"password": "typed-by-hand"}}
+        "edited.checkout.credentials", namespace, {"stringData": {"password": "typed-by-hand"}}
     )
     repaired = eventually(
-        lambda: (s := kube.secret(namespace, "edited-checkout-credentials")) and s["password"] != "typed-by-hand" and s,
+        lambda: (s := kube.secret(namespace, "edited.checkout.credentials")) and s["password"] != "typed-by-hand" and s,
         timeout=60,
         what="the Secret to be replaced",
     )

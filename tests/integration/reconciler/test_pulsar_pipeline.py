@@ -4,6 +4,7 @@ Secrets, the Airflow connection, drift repair, partition growth and clean deleti
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,12 +68,13 @@ def test_pulsar_pipeline_gets_topic_exact_grants_token_and_connection(
     full_topic = f"persistent://eventpipeline/{namespace}/{namespace}.orders"
     assert kube.get_pipeline(namespace, "orders")["status"]["topic"] == full_topic  # type: ignore[index]
     assert partitions(pulsar_admin, namespace, "orders") == 2
-    producer_role = f"ep.{namespace}.orders.checkout-a"
-    listener_role = f"ep.{namespace}.orders.listener-a"
+    producer_role = kube.username(namespace, "orders", "checkout")
+    listener_role = kube.username(namespace, "orders", "listener")
     assert permissions(pulsar_admin, namespace, "orders") == {producer_role: ["produce"], listener_role: ["consume"]}
 
-    secret = kube.secret(namespace, "orders-checkout-credentials")
-    assert secret is not None and secret["serviceUrl"] == exports["PULSAR_SERVICE_URL"]
+    secret = kube.secret(namespace, "orders.checkout.credentials")
+    assert secret is not None and secret["serviceUrl"] == exports["PULSAR_TLS_SERVICE_URL"]
+    assert secret["ca.crt"] == Path(exports["PULSAR_CA_FILE"]).read_text()
     claims = jwt.decode(secret["token"], options={"verify_signature": False})
     assert claims["sub"] == producer_role and "exp" in claims
     assert pulsar_send(secret, full_topic) is None
@@ -86,7 +88,7 @@ def test_revoked_grant_is_restored(
 ) -> None:
     kube.create_pipeline(namespace, "drift", spec())
     kube.wait_condition(namespace, "drift", "Ready", "True")
-    role = f"ep.{namespace}.drift.checkout-a"
+    role = kube.username(namespace, "drift", "checkout")
     response = pulsar_admin.delete(f"{topic_path(namespace, 'drift')}/permissions/{role}")
     assert response.status_code == 204, response.text
     eventually(
@@ -110,8 +112,11 @@ def test_deleting_a_pulsar_pipeline_revokes_and_deletes(
 ) -> None:
     kube.create_pipeline(namespace, "gone", spec())
     kube.wait_condition(namespace, "gone", "Ready", "True")
-    secret = kube.secret(namespace, "gone-checkout-credentials")
+    secret = kube.secret(namespace, "gone.checkout.credentials")
     assert secret is not None
     kube.delete_pipeline(namespace, "gone")
     eventually(lambda: kube.get_pipeline(namespace, "gone") is None, timeout=60, what="the pipeline to be deleted")
     assert partitions(pulsar_admin, namespace, "gone") is None
+    # The token is still within its lifetime, yet its role lost every grant: Pulsar refuses it.
+    refused = pulsar_send(secret, f"persistent://eventpipeline/{namespace}/{namespace}.gone")
+    assert isinstance(refused, pulsar.AuthorizationError), refused

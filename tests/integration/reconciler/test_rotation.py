@@ -92,10 +92,10 @@ def test_three_kafka_rotations_lose_no_produce_call_and_revoke_the_old_user(
     kube.create_pipeline(namespace, "rot", spec("local-kafka"))
     kube.wait_condition(namespace, "rot", "Ready", "True")
     topic = f"{namespace}.rot"
-    with FollowingKafkaProducer(kube, namespace, "rot-app-credentials", topic) as app:
+    with FollowingKafkaProducer(kube, namespace, "rot.app.credentials", topic) as app:
         for round_ in range(1, 4):
             before = principal(kube, namespace, "rot")
-            old_secret = kube.secret(namespace, "rot-app-credentials")
+            old_secret = kube.secret(namespace, "rot.app.credentials")
             assert old_secret is not None
             rotate(kube, namespace, "rot")
             during = eventually(
@@ -126,7 +126,7 @@ def test_pulsar_rotation_revokes_the_previous_role(stack: Any, kube: Kube, opera
     kube.wait_condition(namespace, "rot", "Ready", "True")
     topic = kube.get_pipeline(namespace, "rot")["status"]["topic"]  # type: ignore[index]
     for round_ in range(1, 3):
-        old_secret = kube.secret(namespace, "rot-app-credentials")
+        old_secret = kube.secret(namespace, "rot.app.credentials")
         assert old_secret is not None
         before = principal(kube, namespace, "rot")
         rotate(kube, namespace, "rot")
@@ -136,7 +136,7 @@ def test_pulsar_rotation_revokes_the_previous_role(stack: Any, kube: Kube, opera
             what=f"rotation {round_}",
         )
         new_secret = eventually(
-            lambda old=old_secret: (s := kube.secret(namespace, "rot-app-credentials")) != old and s,
+            lambda old=old_secret: (s := kube.secret(namespace, "rot.app.credentials")) != old and s,
             timeout=30,
             what="the Secret to change",
         )
@@ -158,13 +158,13 @@ def test_operator_killed_mid_rotation_completes_it_and_never_revokes_both(
     kube.create_pipeline(namespace, "crash", spec("local-kafka"))
     kube.wait_condition(namespace, "crash", "Ready", "True")
     topic = f"{namespace}.crash"
-    old_secret = kube.secret(namespace, "crash-app-credentials")
+    old_secret = kube.secret(namespace, "crash.app.credentials")
     assert old_secret is not None
     rotate(kube, namespace, "crash")
     eventually(lambda: "previousUsername" in principal(kube, namespace, "crash"), timeout=60, what="grace to begin")
     operator.kill()
     try:
-        new_secret = kube.secret(namespace, "crash-app-credentials")
+        new_secret = kube.secret(namespace, "crash.app.credentials")
         assert new_secret is not None and new_secret["username"] != old_secret["username"]
         time.sleep(GRACE_SECONDS + 2)  # the grace period ends while no operator runs
         # Nothing was revoked without an operator: both generations still work.
@@ -179,4 +179,4 @@ def test_operator_killed_mid_rotation_completes_it_and_never_revokes_both(
     )
     error = kafka_send(old_secret, topic)
     assert error is not None
-    assert kafka_send(kube.secret(namespace, "crash-app-credentials") or {}, topic) is None
+    assert kafka_send(kube.secret(namespace, "crash.app.credentials") or {}, topic) is None

@@ -42,6 +42,10 @@ class FakeClaims:
         self._check()
         return [claim for claim in self.items.values() if claim.spec.pipeline.uid == pipeline_uid]
 
+    def in_namespace(self, namespace: str) -> list[StoredClaim]:
+        self._check()
+        return [claim for claim in self.items.values() if claim.spec.pipeline.namespace == namespace]
+
     def get(self, name: str) -> StoredClaim | None:
         self._check()
         return self.items.get(name)
@@ -232,10 +236,28 @@ class FakeBrokerTarget:
     backend: FakeBroker
 
 
+@dataclass
+class FakeDags:
+    """DAG tags and assets as Airflow would list them."""
+
+    tags_by_dag: dict[str, list[str]] = field(
+        default_factory=lambda: {"process": ["eventpipeline:shop", "eventpipeline:payments"]}
+    )
+    consumers_by_asset: dict[str, list[str]] = field(default_factory=dict)
+
+    def tags(self, dag_id: str) -> list[str] | None:
+        return self.tags_by_dag.get(dag_id)
+
+    def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None:
+        dag_ids = self.consumers_by_asset.get(asset_uri)
+        return None if dag_ids is None else [(dag_id, self.tags_by_dag.get(dag_id, [])) for dag_id in dag_ids]
+
+
 @dataclass(frozen=True)
 class FakeAirflowTarget:
     key: str
     connections: FakeConnections
+    dags: FakeDags
 
 
 @dataclass
@@ -244,6 +266,7 @@ class FakeResolver:
 
     broker_backend: FakeBroker = field(default_factory=FakeBroker)
     connections: FakeConnections = field(default_factory=FakeConnections)
+    dags: FakeDags = field(default_factory=FakeDags)
     allowed: set[str] = field(default_factory=lambda: {"shop", "payments"})
     template: str = "{namespace}.{name}"
 
@@ -273,10 +296,10 @@ class FakeResolver:
     def airflow(self, ref: AirflowInstanceRef, namespace: str) -> FakeAirflowTarget:
         if namespace not in self.allowed:
             raise UnresolvedReferenceError("NamespaceNotAllowed", f"Airflow main does not allow {namespace}")
-        return FakeAirflowTarget(self.airflow_key, self.connections)
+        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags)
 
     def broker_by_key(self, key: str) -> FakeBrokerTarget:
         return self._target()
 
     def airflow_by_key(self, key: str) -> FakeAirflowTarget:
-        return FakeAirflowTarget(self.airflow_key, self.connections)
+        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags)

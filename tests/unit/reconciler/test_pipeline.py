@@ -306,3 +306,58 @@ def test_a_namespace_that_may_not_use_the_broker_gets_nothing() -> None:
 def test_secret_view_ownership_is_by_uid() -> None:
     view = SecretView({}, {}, frozenset({"uid-1"}))
     assert view.owned_by("uid-1") and not view.owned_by("uid-2")
+
+
+def test_a_dag_without_the_namespace_tag_is_not_authorized() -> None:
+    world = World()
+    world.resolver.dags.tags_by_dag["process"] = ["eventpipeline:payments"]
+    world.apply("shop", "orders", spec())
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "DagNotAuthorized")
+    assert world.condition("shop", "orders", "TriggerAuthorized") == ("False", "DagNotAuthorized")
+    message = next(c.message for c in world.objects[("shop", "orders")].status.conditions if c.type == "Ready")
+    assert "eventpipeline:shop" in message
+    world.resolver.dags.tags_by_dag["process"].append("eventpipeline:shop")
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("True", "Reconciled")
+
+
+def test_every_dag_scheduled_on_the_asset_must_accept_the_namespace() -> None:
+    world = World()
+    world.resolver.dags.tags_by_dag["stranger"] = ["finance"]
+    world.resolver.dags.consumers_by_asset["s3://orders"] = ["process", "stranger"]
+    airflow = spec()["airflow"] | {"trigger": {"dagId": "process", "mode": "AssetEvent", "assetUri": "s3://orders"}}
+    world.apply("shop", "orders", spec(airflow=airflow))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "DagNotAuthorized")
+
+
+def test_namespaced_brokers_are_refused_unless_a_cluster_admin_allows_them() -> None:
+    world = World()
+    world.apply("shop", "orders", spec(brokerRef={"kind": "Broker", "name": "mine"}))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "NamespacedReferencesDisabled")
+    assert world.broker.topics == {}
+
+
+def test_a_topic_config_key_outside_the_brokers_policy_is_refused_and_never_applied() -> None:
+    world = World()
+    world.apply("shop", "orders", spec(topic={"config": {"flush.messages": "1"}}))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "TopicConfigNotAllowed")
+    assert world.broker.topics == {}
+
+
+def test_the_namespace_partition_quota_counts_the_other_pipelines() -> None:
+    world = World()
+    for index in range(4):  # 4 x 64 partitions: exactly the default namespace quota of 256
+        world.apply("shop", f"big{index}", spec(topic={"partitions": 64}))
+        world.reconcile("shop", f"big{index}")
+        assert world.condition("shop", f"big{index}") == ("True", "Reconciled")
+    world.apply("shop", "more", spec())
+    world.reconcile("shop", "more")
+    assert world.condition("shop", "more") == ("False", "QuotaExceeded")
+    assert "shop.more" not in world.broker.topics
+    world.apply("payments", "more", spec())
+    world.reconcile("payments", "more")
+    assert world.condition("payments", "more") == ("True", "Reconciled")
