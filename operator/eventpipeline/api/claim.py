@@ -41,9 +41,16 @@ class CredentialRecord(ApiModel):
     rotate_request: str | None = Field(
         default=None, description="Value of the eventpipeline.dev/rotate annotation last acted on."
     )
+    withdrawn: bool = Field(
+        default=False,
+        description="Every generation was revoked (principal removed, access withdrawn); a new credential "
+        "gets the next generation, so a revoked name never comes back.",
+    )
 
     def valid_usernames(self) -> list[str]:
         """Every generation that is valid now: the current one, and the previous one in its grace."""
+        if self.withdrawn:
+            return []
         return [self.username] + ([self.previous_username] if self.previous_username else [])
 
 

@@ -22,7 +22,7 @@ from eventpipeline.planning import naming
 from eventpipeline.planning.clock import iso, parse_iso
 
 IssueWhy = Literal["issue", "rotate", "repair"]
-RevokeWhy = Literal["grace-ended", "principal-removed", "pipeline-deleted"]
+RevokeWhy = Literal["grace-ended", "principal-removed", "access-withdrawn"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,7 @@ CredentialAction = IssueCredential | RevokeCredential
 
 @dataclass(frozen=True)
 class CredentialPlan:
-    """The actions for one principal and the record that holds once they are applied.
-
-    `record` is None when the principal is gone: its claim is released after the actions.
-    """
+    """The actions for one principal and the record that holds once they are applied."""
 
     actions: tuple[CredentialAction, ...]
     record: CredentialRecord | None
@@ -96,9 +93,10 @@ def plan_credential(
     A rotation requested while the previous generation is still in its grace period waits for
     the revocation, then happens on a later run (both generations could be replaced otherwise).
     """
-    if record is None:
-        username = naming.generation_username(username_base, 1)
-        issued = _issued(role, generation=1, username=username, now=now, policy=policy, previous=None)
+    if record is None or record.withdrawn:
+        generation = 1 if record is None else record.generation + 1
+        username = naming.generation_username(username_base, generation)
+        issued = _issued(role, generation=generation, username=username, now=now, policy=policy, previous=None)
         issued.rotate_request = rotate_request  # a request older than the credential asks for nothing
         return CredentialPlan((IssueCredential(username, "issue"),), issued)
     actions: list[CredentialAction] = []
@@ -121,8 +119,14 @@ def plan_credential(
 
 
 def plan_removal(record: CredentialRecord, why: RevokeWhy) -> CredentialPlan:
-    """Revoke every generation of a principal that left the spec (or whose pipeline is deleted)."""
-    return CredentialPlan(tuple(RevokeCredential(username, why) for username in record.valid_usernames()), None)
+    """Revoke every generation of a principal that left the spec or lost its access.
+
+    The record stays, marked withdrawn, so the principal's next credential (if it comes back)
+    is a new generation: a revoked user name or Pulsar role is never valid again.
+    """
+    revocations = tuple(RevokeCredential(username, why) for username in record.valid_usernames())
+    withdrawn = record.model_copy(update={"previous_username": None, "previous_revoke_at": None, "withdrawn": True})
+    return CredentialPlan(revocations, withdrawn)
 
 
 def _with_repair(

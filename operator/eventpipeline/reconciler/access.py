@@ -26,6 +26,7 @@ def owned_principals(plans: list[PrincipalPlan]) -> frozenset[str]:
         names.update(item.plan.revoked)
         if item.claim.spec.credential is not None:
             names.update(item.claim.spec.credential.valid_usernames())
+            names.add(item.claim.spec.credential.username)  # withdrawn too: its leftovers are still ours
     return frozenset(names)
 
 

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.adapters.references import UnresolvedReferenceError
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import naming
 from eventpipeline.planning.secrets import fingerprint
@@ -19,6 +20,7 @@ from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
 from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, Resolver
 from eventpipeline.reconciler.run import Run
+from eventpipeline.reconciler.withdrawal import withdraw_connections
 
 CONDITION = "AirflowConnectionReady"
 
@@ -35,7 +37,7 @@ def reconcile_connection(
     pipeline = run.pipeline
     airflow = pipeline.spec.airflow
     if airflow is None:
-        _remove_unwanted(run, claims, resolver, keep=None)
+        _withdraw(run, claims, resolver, keep=None)
         return
     try:
         connection_id = naming.connection_id(pipeline.namespace, pipeline.name, airflow.connection_id)
@@ -43,7 +45,11 @@ def reconcile_connection(
         raise run.fail(CONDITION, "ConnectionIdNotAllowed", str(error)) from error
     listener = next(item for item in plans if item.principal is not None and item.principal.name == LISTENER_PRINCIPAL)
     try:
-        target = resolver.airflow(airflow.instance_ref, pipeline.namespace)
+        try:
+            target = resolver.airflow(airflow.instance_ref, pipeline.namespace)
+        except UnresolvedReferenceError:
+            _withdraw(run, claims, resolver, keep=None)  # the namespace may no longer use the instance
+            raise
         claim = _claim(run, claims, target, connection_id)
         data = credentials.secret_data(listener.secret_name)
         if data is None or listener.plan.record is None:
@@ -62,7 +68,7 @@ def reconcile_connection(
             run.note(
                 "Warning" if recorded == wanted else "Normal", reason, f"Airflow connection {connection_id} written"
             )
-        _remove_unwanted(run, claims, resolver, keep=(target.key, connection_id))
+        _withdraw(run, claims, resolver, keep=(target.key, connection_id))
     except AdapterError as error:
         raise run.fail(CONDITION, error.reason, str(error)) from error
     run.report.airflow_connection = connection_id
@@ -93,11 +99,6 @@ def _claim(run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: st
         ) from taken
 
 
-def _remove_unwanted(run: Run, claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None) -> None:
-    """Delete the connections this pipeline wrote but no longer wants (renamed, or airflow removed)."""
-    for claim in claims.owned("AirflowConnection"):
-        if keep == (claim.spec.system, claim.spec.name):
-            continue
-        resolver.airflow_by_key(claim.spec.system).connections.delete(claim.spec.name)
-        claims.release(claim)
-        run.note("Normal", "AirflowConnectionDeleted", f"deleted Airflow connection {claim.spec.name}")
+def _withdraw(run: Run, claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None) -> None:
+    """Delete the connections this pipeline wrote but may no longer have or no longer wants."""
+    run.notes.extend(withdraw_connections(claims, resolver, keep))

@@ -76,7 +76,7 @@ class CredentialsStep:
                     username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
                     role=principal.role,
                     record=record,
-                    observed=None if record is None else self._observe(secret, record.username),
+                    observed=None if record is None or record.withdrawn else self._observe(secret, record.username),
                     now=run.now,
                     policy=policy,
                     rotate_request=pipeline.rotate_request,
@@ -84,13 +84,11 @@ class CredentialsStep:
                 plans.append(PrincipalPlan(claim, plan, principal, secret_name))
             wanted = {plan.claim.name for plan in plans}
             for claim in self._claims.owned("Principal"):
-                if claim.name not in wanted and claim.spec.credential is not None:
+                credential = claim.spec.credential
+                if claim.name not in wanted and credential is not None and not credential.withdrawn:
                     secret_name = naming.secret_name(pipeline.name, claim.spec.principal or "")
-                    plans.append(
-                        PrincipalPlan(
-                            claim, plan_removal(claim.spec.credential, "principal-removed"), None, secret_name
-                        )
-                    )
+                    removal = plan_removal(credential, "principal-removed")
+                    plans.append(PrincipalPlan(claim, removal, None, secret_name))
         except AdapterError as error:
             raise run.fail(CONDITION, error.reason, str(error)) from error
         return plans
@@ -191,18 +189,16 @@ class CredentialsStep:
         for item in plans:
             for username in item.plan.revoked:
                 self._broker.backend.revoke_credential(username)
-            if item.plan.record is None:
+            if item.principal is None:
                 found = self._cluster.read_secret(pipeline.namespace, item.secret_name)
                 if found is not None and found.owned_by(pipeline.uid):
                     self._cluster.delete_secret(pipeline.namespace, item.secret_name)
-                self._claims.release(item.claim)
                 self._run.note(
                     "Normal",
                     "PrincipalRemoved",
                     f"principal {item.claim.spec.principal}: credentials revoked, Secret deleted",
                 )
-                continue
-            if item.plan.revoked:
+            elif item.plan.revoked:
                 self._run.note(
                     "Normal",
                     "CredentialRevoked",

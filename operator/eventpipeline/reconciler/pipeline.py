@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.adapters.references import UnresolvedReferenceError
 from eventpipeline.api.pipeline import EventPipelineStatus, PrincipalStatus
 from eventpipeline.planning import conditions, naming
 from eventpipeline.planning.clock import iso, utcnow
@@ -28,6 +29,11 @@ from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterStat
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
 from eventpipeline.reconciler.topic import reconcile_topic
 from eventpipeline.reconciler.trigger import reconcile_trigger
+from eventpipeline.reconciler.withdrawal import withdraw_broker_access, withdraw_connections
+
+# Reference failures that mean the namespace may no longer use a broker (a misconfigured broker,
+# e.g. its admin Secret missing, withdraws nothing).
+WITHDRAWING_REASONS = frozenset({"NamespaceNotAllowed", "ClusterBrokerNotFound", "BrokerNotFound"})
 
 __all__ = ["Note", "PipelineObject", "PipelineReconciler", "Reconciled", "parse_pipeline"]
 
@@ -63,7 +69,7 @@ class PipelineReconciler:
         try:
             self._check_reference_kinds(run)
             claims = self._claim_book(run)
-            broker = self._resolve_broker(run)
+            broker = self._resolve_broker(run, claims)
             self._run_parts(run, claims, broker)
         except StepFailedError:
             pass
@@ -107,13 +113,29 @@ class PipelineReconciler:
         except AdapterError as error:
             raise run.fail("TopicReady", error.reason, str(error)) from error
 
-    def _resolve_broker(self, run: Run) -> BrokerTarget:
+    def _resolve_broker(self, run: Run, claims: ClaimBook) -> BrokerTarget:
         try:
             broker = self._resolver.broker(run.pipeline.spec.broker_ref, run.pipeline.namespace)
+        except UnresolvedReferenceError as error:
+            if error.reason in WITHDRAWING_REASONS:
+                # The namespace may no longer use the broker (or it is gone): take back what it was given.
+                self._withdraw(run, claims)
+            raise run.fail("TopicReady", error.reason, str(error)) from error
         except AdapterError as error:
             raise run.fail("TopicReady", error.reason, str(error)) from error
         run.report.broker_type = broker.spec.type
         return broker
+
+    def _withdraw(self, run: Run, claims: ClaimBook) -> None:
+        """Withdraw access on every broker the pipeline holds principals on; report what is pending."""
+        pipeline = run.pipeline
+        systems = sorted({claim.spec.system for claim in claims.owned("Principal")})
+        try:
+            for system in systems:
+                run.notes.extend(withdraw_broker_access(pipeline, claims, self._resolver, self._cluster, system))
+            run.notes.extend(withdraw_connections(claims, self._resolver))
+        except AdapterError as error:
+            run.note("Warning", "AccessWithdrawalPending", f"could not withdraw access yet, will retry: {error}")
 
     def _report_principals(self, run: Run, claims: ClaimBook) -> None:
         """status.principals: a copy of the claims' records, for people and dashboards."""

@@ -88,7 +88,16 @@ def test_removal_revokes_every_valid_generation() -> None:
     rotated = _plan(_plan(None, NOW).record, NOW + timedelta(hours=24)).record
     assert rotated is not None
     plan = plan_removal(rotated, "principal-removed")
-    assert plan.revoked == [f"{BASE}-g2", f"{BASE}-g1"] and plan.record is None
+    assert plan.revoked == [f"{BASE}-g2", f"{BASE}-g1"]
+    assert plan.record is not None and plan.record.withdrawn and plan.valid_usernames == []
+
+
+def test_a_principal_that_comes_back_gets_a_new_generation() -> None:
+    rotated = _plan(_plan(None, NOW).record, NOW + timedelta(hours=24)).record
+    assert rotated is not None
+    withdrawn = plan_removal(rotated, "access-withdrawn").record
+    back = _plan(withdrawn, NOW + timedelta(hours=30))
+    assert back.actions == (IssueCredential(f"{BASE}-g3", "issue"),)
 
 
 def test_next_due_is_the_earliest_step() -> None:

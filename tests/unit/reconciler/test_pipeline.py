@@ -361,3 +361,33 @@ def test_the_namespace_partition_quota_counts_the_other_pipelines() -> None:
     world.apply("payments", "more", spec())
     world.reconcile("payments", "more")
     assert world.condition("payments", "more") == ("True", "Reconciled")
+
+
+def test_removing_the_namespace_from_the_allowlist_withdraws_access_and_credentials() -> None:
+    world = _ready_world()
+    app = world.secret("shop", "orders", "app")["username"]
+    world.resolver.allowed.discard("shop")
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "NamespaceNotAllowed")
+    assert world.broker.credentials == {}
+    assert not world.broker.can(app, TOPIC, "produce")
+    assert world.connections.items == {}
+    assert ("shop", naming.secret_name("orders", "app")) not in world.cluster.secrets
+    assert TOPIC in world.broker.topics  # the data stays
+    # Allowed again: new generations, never the revoked names.
+    world.resolver.allowed.add("shop")
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("True", "Reconciled")
+    again = world.secret("shop", "orders", "app")["username"]
+    assert again != app and again.endswith("-g2")
+
+
+def test_a_principal_removed_and_added_again_never_gets_its_revoked_name_back() -> None:
+    world = _ready_world()
+    first = world.secret("shop", "orders", "app")["username"]
+    world.apply("shop", "orders", spec(producers=[]))
+    world.reconcile("shop", "orders")
+    world.apply("shop", "orders", spec())
+    world.reconcile("shop", "orders")
+    assert world.secret("shop", "orders", "app")["username"] != first
+    assert not world.broker.can(first, TOPIC, "produce")

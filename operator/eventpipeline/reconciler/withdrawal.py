@@ -1,0 +1,78 @@
+"""Taking back what a pipeline was granted: on deletion, and whenever its namespace may no longer
+use a broker or an Airflow instance (removed from `allowedNamespaces`, the reference changed).
+
+Works from the ownership claims alone, and through the recorded broker or instance without
+the namespace check, since the point is to remove what the namespace may no longer have.
+"""
+
+from __future__ import annotations
+
+from eventpipeline.adapters.claims import StoredClaim
+from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
+from eventpipeline.planning import naming
+from eventpipeline.planning.credentials import plan_removal
+from eventpipeline.reconciler.backends import BrokerBackend, Ownership
+from eventpipeline.reconciler.claims import ClaimBook
+from eventpipeline.reconciler.ports import ClusterState, Resolver
+from eventpipeline.reconciler.run import Note, PipelineObject
+
+
+def remove_topic_access(
+    pipeline: PipelineObject, topic: StoredClaim, principals: list[StoredClaim], backend: BrokerBackend
+) -> None:
+    """Every ACL / grant the pipeline's principals and externals hold on one recorded topic."""
+    usernames = {
+        username
+        for principal in principals
+        if principal.spec.system == topic.spec.system and principal.spec.credential is not None
+        for username in (*principal.spec.credential.valid_usernames(), principal.spec.credential.username)
+    }
+    groups = [
+        naming.consumer_group(pipeline.namespace, pipeline.name, principal.spec.principal or LISTENER_PRINCIPAL)
+        for principal in principals
+    ] + [naming.external_consumer_group(pipeline.namespace, pipeline.name, name) for name in topic.spec.externals]
+    backend.remove_access(
+        topic.spec.name, groups, Ownership(frozenset(usernames), frozenset(topic.spec.externals)), None
+    )
+
+
+def withdraw_broker_access(
+    pipeline: PipelineObject, claims: ClaimBook, resolver: Resolver, cluster: ClusterState, system: str
+) -> list[Note]:
+    """Revoke every credential and grant the pipeline holds on one broker; the topic stays.
+
+    The principals' records stay too, marked withdrawn: if access comes back, each principal
+    starts a new generation, so no revoked name is ever valid again. Raises AdapterError when
+    the broker does not answer (the caller reports it and the next run tries again).
+    """
+    principals = [claim for claim in claims.owned("Principal") if claim.spec.system == system]
+    live = [claim for claim in principals if claim.spec.credential and not claim.spec.credential.withdrawn]
+    if not live:
+        return []
+    backend = resolver.broker_by_key(system).backend
+    for topic in claims.owned("Topic", "DeadLetterTopic"):
+        if topic.spec.system == system:
+            remove_topic_access(pipeline, topic, principals, backend)
+    for claim in live:
+        assert claim.spec.credential is not None
+        plan = plan_removal(claim.spec.credential, "access-withdrawn")
+        for username in plan.revoked:
+            backend.revoke_credential(username)
+        secret_name = naming.secret_name(pipeline.name, claim.spec.principal or "")
+        found = cluster.read_secret(pipeline.namespace, secret_name)
+        if found is not None and found.owned_by(pipeline.uid):
+            cluster.delete_secret(pipeline.namespace, secret_name)
+        claims.save(claim, claim.spec.model_copy(update={"credential": plan.record}))
+    return [Note("Warning", "AccessWithdrawn", f"{len(live)} principal(s) revoked on {system}; their Secrets deleted")]
+
+
+def withdraw_connections(claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None = None) -> list[Note]:
+    """Delete the Airflow connections the pipeline wrote (all but `keep`), then forget them."""
+    notes = []
+    for claim in claims.owned("AirflowConnection"):
+        if keep == (claim.spec.system, claim.spec.name):
+            continue
+        resolver.airflow_by_key(claim.spec.system).connections.delete(claim.spec.name)
+        claims.release(claim)
+        notes.append(Note("Normal", "AirflowConnectionDeleted", f"deleted Airflow connection {claim.spec.name}"))
+    return notes
