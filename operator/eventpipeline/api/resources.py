@@ -122,6 +122,10 @@ OWNERSHIP_CLAIM = Kind(
 
 ALL_KINDS = [EVENT_PIPELINE, CLUSTER_BROKER, BROKER, CLUSTER_AIRFLOW_INSTANCE, AIRFLOW_INSTANCE, OWNERSHIP_CLAIM]
 KINDS_BY_NAME = {kind.kind: kind for kind in ALL_KINDS}
+# The kinds a pipeline references, by kind → plural.
+REFERENCED_PLURALS = {
+    kind.kind: kind.plural for kind in (CLUSTER_BROKER, BROKER, CLUSTER_AIRFLOW_INSTANCE, AIRFLOW_INSTANCE)
+}
 
 
 def plural(kind: str) -> str:
