@@ -47,6 +47,7 @@ from bench_listener import (
 from kubernetes import client, config
 
 from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.airflow_api import write_dag
 from eventpipeline_devenv.runtime import Layout, ProcessRecord, recorded_processes
 from eventpipeline_devenv.runtime import start_process as start_stack_process
 
@@ -73,34 +74,6 @@ with DAG(dag_id="{dag_id}", schedule=[asset], catchup=False, tags=["eventpipelin
 
     noop()
 """
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.rename(path)
-
-
-def asset_events(airflow: Airflow, asset_id: int) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    offset = 0
-    with airflow.client() as http:
-        while True:
-            params = {"asset_id": asset_id, "limit": 100, "offset": offset}
-            response = http.get("/api/v2/assets/events", params=params)
-            for _ in range(10):
-                # Airflow 3.3.2 answers 500 while an event's DAG run is queued without a start_date
-                # (AssetEventResponse validation); it passes once the run starts.
-                if response.status_code != 500:
-                    break
-                time.sleep(2)
-                response = http.get("/api/v2/assets/events", params=params)
-            response.raise_for_status()
-            body = response.json()
-            events += body["asset_events"]
-            offset += len(body["asset_events"])
-            if not body["asset_events"] or offset >= body["total_entries"]:
-                return events
 
 
 def payloads(events: list[dict[str, Any]], phase: str) -> list[dict[str, Any]]:
@@ -132,7 +105,7 @@ def settle(
     started = last_change = time.monotonic()
     seen: list[Any] = []
     while time.monotonic() - started < limit:
-        now_seen = payloads(asset_events(airflow, asset), phase)
+        now_seen = payloads(airflow.asset_events(asset), phase)
         if len(now_seen) != len(seen):
             seen, last_change = now_seen, time.monotonic()
         if len({(item["i"], item["t"]) for item in seen}) >= expected or time.monotonic() - last_change > quiet:
@@ -193,19 +166,18 @@ def main() -> None:
         dag_id = f"ep_watcher_{uuid.uuid4().hex[:8]}"
         dags = Path(exports["AIRFLOW_DAGS_FOLDER"])
         text = WATCHER_DAG.format(topic=topic, connection=connection, dag_id=dag_id)
-        dag_file = dags / f"{dag_id}.py"
-        write_atomically(dag_file, text)
+        dag_file = write_dag(dags, dag_id, text)
 
         def asset_id() -> int | None:
-            with airflow.client() as http:
+            with airflow.session() as http:
                 found = http.get("/api/v2/assets", params={"name_pattern": dag_id}).json().get("assets", [])
             return next((int(asset["id"]) for asset in found if asset["name"] == dag_id), None)
 
         asset = wait(asset_id, 180, f"Airflow to register asset {dag_id}", interval=2)
-        producer = producer_for(secret(core, namespace, "watched-bench-credentials"))
+        producer = producer_for(secret(core, namespace, "watched.bench.credentials"))
         print("warming up: waiting for the watcher to turn a first message into an event…", file=sys.stderr)
         produce_paced(producer, topic, "warmup", 1, 1.0)
-        wait(lambda: payloads(asset_events(airflow, asset), "warmup"), 300, "the watcher's first event", interval=2)
+        wait(lambda: payloads(airflow.asset_events(asset), "warmup"), 300, "the watcher's first event", interval=2)
 
         print(f"1. latency: {args.messages} messages at {args.rate}/s…", file=sys.stderr)
         produce_paced(producer, topic, "latency", args.messages, args.rate)
@@ -228,10 +200,10 @@ def main() -> None:
         results["crash_events"] = len(seen)
         results["crash_distinct_messages"] = len({(item["i"], item["t"]) for item in seen})
         results["crash_lost"] = args.messages - results["crash_distinct_messages"]
-        with airflow.client() as http:
+        with airflow.session() as http:
             runs = http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1}).json()["total_entries"]
         results["dag_runs_for_all_events"] = runs
-        results["events_total"] = len(asset_events(airflow, asset))
+        results["events_total"] = len(airflow.asset_events(asset))
     finally:
         if namespace:
             cleanup(custom, core, namespace)

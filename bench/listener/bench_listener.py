@@ -40,53 +40,18 @@ from confluent_kafka import Producer
 from kubernetes import client, config
 
 from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.runtime import Layout, free_port
 
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
-DAG = """\
-from airflow.sdk import DAG, task
-
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, tags=["eventpipeline-bench", "eventpipeline:*"]):
-
-    @task
-    def noop() -> None:
-        pass
-
-    noop()
-"""
+BENCH_DAG_TAGS = ("eventpipeline-bench", "eventpipeline:*")  # any namespace may trigger it
 
 
-class Airflow:
-    def __init__(self, exports: Mapping[str, str]) -> None:
-        self.exports = exports
-        self.url = exports["AIRFLOW_API_URL"]
-        self.token = self._token()
+class Airflow(AirflowApi):
+    """The stack's Airflow API; `session()` gives each benchmark thread an HTTP client of its own."""
 
-    def _token(self) -> str:
-        body = {"username": self.exports["AIRFLOW_USERNAME"], "password": self.exports["AIRFLOW_PASSWORD"]}
-        response = httpx.post(f"{self.url}/auth/token", json=body, timeout=30)
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
-
-    def runs(self, dag_id: str, prefix: str, topic: str) -> dict[str, dict[str, Any]]:
-        """The DAG's runs of one topic (read once at the end: listing runs loads the api-server)."""
-        found: dict[str, dict[str, Any]] = {}
-        offset = 0
-        with self.client() as http:
-            while True:
-                params = {"limit": 100, "offset": offset, "order_by": "id", "conf_contains": topic}
-                response = http.get(f"/api/v2/dags/{dag_id}/dagRuns", params=params)
-                response.raise_for_status()
-                body = response.json()
-                for run in body["dag_runs"]:
-                    if run["dag_run_id"].startswith(prefix):
-                        found[run["dag_run_id"]] = run
-                offset += len(body["dag_runs"])
-                if not body["dag_runs"] or offset >= body["total_entries"]:
-                    return found
+    def session(self) -> httpx.Client:
+        return httpx.Client(base_url=self.exports["AIRFLOW_API_URL"], headers=self.headers(), timeout=60)
 
 
 def wait(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
@@ -101,13 +66,9 @@ def wait(check: Any, timeout: float, what: str, interval: float = 1.0) -> Any:
 
 def make_dag(airflow: Airflow, exports: Mapping[str, str]) -> str:
     dag_id = f"ep_bench_{uuid.uuid4().hex[:8]}"
-    path = Path(exports["AIRFLOW_DAGS_FOLDER"]) / f"{dag_id}.py"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(DAG.format(dag_id=dag_id))
-    tmp.rename(path)
-    with airflow.client() as http:
-        wait(lambda: http.get(f"/api/v2/dags/{dag_id}").status_code == 200, 180, f"Airflow to list {dag_id}")
-        http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+    write_dag(exports["AIRFLOW_DAGS_FOLDER"], dag_id, noop_dag(dag_id, BENCH_DAG_TAGS))
+    wait(lambda: airflow.dag_listed(dag_id), 180, f"Airflow to list {dag_id}")
+    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
     return dag_id
 
 
@@ -118,7 +79,7 @@ def ceiling(airflow: Airflow, dag_id: str, total: int, threads: int) -> float:
     prefix = f"bare__{uuid.uuid4().hex[:6]}__"
 
     def create(chunk: range) -> int:
-        with airflow.client() as http:
+        with airflow.session() as http:
             for index in chunk:
                 response = http.post(
                     f"/api/v2/dags/{dag_id}/dagRuns",
@@ -335,7 +296,7 @@ def main() -> None:
 
         # 2. maximum sustained rate: a backlog drained by one listener replica.
         topic = drain["status"]["topic"]
-        producer = producer_for(secret(core, namespace, "drain-bench-credentials"))
+        producer = producer_for(secret(core, namespace, "drain.bench.credentials"))
         for index in range(args.backlog):
             producer.produce(topic, value=json.dumps({"i": index}).encode(), key=str(index).encode())
         producer.flush(60)
@@ -351,7 +312,7 @@ def main() -> None:
         )  # fmt: skip
         prefix = f"ep__{topic}__"
         wait(lambda: runs_created(metrics_port, f"{namespace}/drain") >= args.backlog, 600, "backlog", interval=0.5)
-        runs = airflow.runs(dag_id, prefix, topic)
+        runs = airflow.runs(dag_id, prefix, conf_contains=topic)
         assert len(runs) == args.backlog, f"{len(runs)} runs for {args.backlog} messages"
         queued = sorted(parse_time(run["queued_at"]) for run in runs.values())
         # From the 5th run on: the first ones include the consumer joining its group.
@@ -371,7 +332,7 @@ def main() -> None:
 
         # 3. latency at half the ceiling, sustained.
         steady_topic = steady["status"]["topic"]
-        producer = producer_for(secret(core, namespace, "steady-bench-credentials"))
+        producer = producer_for(secret(core, namespace, "steady.bench.credentials"))
         target = ceiling_rate / 2
         total = int(target * args.latency_seconds)
         print(f"3. {total} messages at {target:.1f}/s for {args.latency_seconds} s…", file=sys.stderr)
@@ -386,7 +347,7 @@ def main() -> None:
         producer.flush(60)
         steady_prefix = f"ep__{steady_topic}__"
         wait(lambda: runs_created(metrics_port, f"{namespace}/steady") >= total, 300, "steady runs", interval=0.5)
-        runs = airflow.runs(dag_id, steady_prefix, steady_topic)
+        runs = airflow.runs(dag_id, steady_prefix, conf_contains=steady_topic)
         latencies = [
             parse_time(run["queued_at"]) - sent[json.loads(run["conf"]["value"])["i"]] for run in runs.values()
         ]

@@ -15,66 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from eventpipeline_devenv.airflow_api import AirflowApi as Airflow
+from eventpipeline_devenv.airflow_api import noop_dag
+from eventpipeline_devenv.airflow_api import write_dag as write_dag_file
 from eventpipeline_devenv.runtime import Layout, free_port, tail
 from tests.integration.support import Kube, eventually, unique
-
-DAG_TEMPLATE = """\
-from airflow.sdk import DAG, task
-
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tags={tags!r}):
-
-    @task
-    def noop() -> None:
-        pass
-
-    noop()
-"""
-
-
-class Airflow:
-    """The test's Airflow REST client (v2), token renewed on 401."""
-
-    def __init__(self, exports: Mapping[str, str]) -> None:
-        self.exports = exports
-        self.client = httpx.Client(base_url=exports["AIRFLOW_API_URL"], timeout=30)
-        self._token = ""
-
-    def _renew(self) -> None:
-        response = self.client.post(
-            "/auth/token",
-            json={"username": self.exports["AIRFLOW_USERNAME"], "password": self.exports["AIRFLOW_PASSWORD"]},
-        )
-        response.raise_for_status()
-        self._token = response.json()["access_token"]
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if not self._token:
-            self._renew()
-        response = self.client.request(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
-        if response.status_code == 401:
-            self._renew()
-            response = self.client.request(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
-        return response
-
-    def runs(self, dag_id: str, prefix: str) -> dict[str, dict[str, Any]]:
-        """Every DAG run of `dag_id` whose id starts with `prefix`, by run id (paged)."""
-        found: dict[str, dict[str, Any]] = {}
-        offset, total = 0, 0
-        while True:
-            response = self.request(
-                "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100, "offset": offset, "order_by": "id"}
-            )
-            response.raise_for_status()
-            body = response.json()
-            runs = body["dag_runs"]
-            total += len(runs)
-            for run in runs:
-                if run["dag_run_id"].startswith(prefix):
-                    found[run["dag_run_id"]] = run
-            offset += len(runs)
-            if not runs or offset >= body["total_entries"]:
-                return found
-
 
 # The tests' namespaces are random, so their DAG accepts every namespace: the DAG owner's explicit
 # choice (`eventpipeline:*`). test_dag_authorization.py writes DAGs that accept fewer.
@@ -82,11 +27,7 @@ ANY_NAMESPACE_TAGS = ("eventpipeline-test", "eventpipeline:*")
 
 
 def write_dag(folder: str, dag_id: str, tags: Sequence[str] = ANY_NAMESPACE_TAGS) -> None:
-    """Write atomically so the dag-processor never parses half a file."""
-    path = Path(folder) / f"{dag_id}.py"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(DAG_TEMPLATE.format(dag_id=dag_id, tags=list(tags)))
-    tmp.rename(path)
+    write_dag_file(folder, dag_id, noop_dag(dag_id, tags))
 
 
 @pytest.fixture(scope="session")

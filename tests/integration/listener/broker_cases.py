@@ -1,0 +1,39 @@
+"""What the listener scenarios need to know about each broker, so one test covers Kafka and Pulsar."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.integration.listener.brokers import kafka_committed, kafka_end_offsets, kafka_produce, pulsar_produce
+
+
+@dataclass(frozen=True)
+class BrokerCase:
+    name: str
+    cluster_broker: str  # the local stack's ClusterBroker
+    produce: Callable[[Mapping[str, str], str, Sequence[str]], None]  # (producer Secret, topic, values)
+
+    def assert_position(self, run_id: str, conf: Mapping[str, Any], topic: str) -> None:
+        """The run id is derived from the message's position, and the conf carries that position."""
+        if self.name == "kafka":
+            assert conf["partition"] in (0, 1) and isinstance(conf["offset"], int), conf
+            assert run_id == f"ep__{topic}__{conf['partition']}__{conf['offset']}"
+        else:
+            assert conf["messageId"].count(":") == 3, conf
+            assert run_id == f"ep__{topic.rsplit('/', 1)[-1]}__{conf['messageId']}"
+
+    def committed_everything(self, exports: Mapping[str, str], group: str, topic: str) -> bool:
+        """Kafka: the group committed up to the end of every partition. Pulsar acknowledges each
+        message once it has its run; the listener's role may not read the backlog, so nothing to ask."""
+        if self.name == "kafka":
+            return kafka_committed(exports, group, topic, 2) == kafka_end_offsets(exports, topic, 2)
+        return True
+
+
+KAFKA = BrokerCase("kafka", "local-kafka", kafka_produce)
+PULSAR = BrokerCase("pulsar", "local-pulsar", pulsar_produce)
+BOTH = pytest.mark.parametrize("broker", [KAFKA, PULSAR], ids=lambda case: case.name)
