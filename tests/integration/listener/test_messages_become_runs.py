@@ -161,10 +161,37 @@ def test_replay_from_before_the_first_message_creates_no_new_runs(harness: Harne
 # -- Kafka: dead letters, outages, credentials, asset events ---------------------------------
 
 
-def test_a_refused_message_goes_to_the_dead_letter_topic_while_another_pipeline_flows(harness: Harness) -> None:
+# Airflow refuses (400) every run of this DAG: its required param is never in a message's conf.
+STRICT_DAG = """\
+from airflow.sdk import DAG, Param, task
+
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, tags=["eventpipeline:*"],
+         params={{"order_id": Param(type="integer")}}):
+
+    @task
+    def noop() -> None:
+        pass
+
+    noop()
+"""
+
+
+@pytest.fixture(scope="session")
+def strict_dag_id(stack: Any, airflow: Airflow, dag_id: str) -> Iterator[str]:
+    """A DAG that exists and accepts every namespace, but whose runs Airflow refuses (bad conf)."""
+    strict = f"{dag_id}_strict"
+    path = write_dag(stack.exports["AIRFLOW_DAGS_FOLDER"], strict, STRICT_DAG.format(dag_id=strict))
+    eventually(lambda: airflow.dag_listed(strict), timeout=120, interval=2, what=f"Airflow to list DAG {strict}")
+    yield strict
+    path.unlink(missing_ok=True)
+
+
+def test_a_refused_message_goes_to_the_dead_letter_topic_while_another_pipeline_flows(
+    harness: Harness, strict_dag_id: str
+) -> None:
     h = harness
     kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
-    kube.create_pipeline(namespace, "poison", spec("local-kafka", "no_such_dag_anywhere"))
+    kube.create_pipeline(namespace, "poison", spec("local-kafka", strict_dag_id))
     kube.create_pipeline(namespace, "healthy", spec("local-kafka", dag_id))
     poison = wait_ready(kube, namespace, "poison")["status"]["topic"]
     healthy = wait_ready(kube, namespace, "healthy")["status"]["topic"]
@@ -182,7 +209,7 @@ def test_a_refused_message_goes_to_the_dead_letter_topic_while_another_pipeline_
     dead = kafka_read_all(h.stack.exports, f"{poison}.dlq", 3, timeout=60)
     assert sorted(message.value().decode() for message in dead) == values("bad", 3)
     headers = dict(dead[0].headers())
-    assert headers["eventpipeline.error-status"] == b"404"
+    assert headers["eventpipeline.error-status"] == b"400"
     assert headers["eventpipeline.attempts"] == b"3"
     assert headers["eventpipeline.source-topic"] == poison.encode()
     status = eventually(
