@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import sys
+import tempfile
+from pathlib import Path
 
 from kubernetes import client, config
 
@@ -30,6 +32,9 @@ def produce_kafka(secret: dict[str, str], topic: str, message: bytes) -> None:
             "sasl.username": secret["username"],
             "sasl.password": secret["password"],
             "enable.idempotence": True,
+            # SASL_SSL with a private CA: the Secret carries it. A pod that mounts the Secret at
+            # /etc/eventpipeline/credentials can use the Secret's `ssl.ca.location` instead.
+            **({"ssl.ca.pem": secret["ca.crt"]} if "ca.crt" in secret else {}),
         }
     )
     producer.produce(topic, message)
@@ -40,11 +45,21 @@ def produce_kafka(secret: dict[str, str], topic: str, message: bytes) -> None:
 def produce_pulsar(secret: dict[str, str], topic: str, message: bytes) -> None:
     import pulsar
 
-    pulsar_client = pulsar.Client(secret["serviceUrl"], authentication=pulsar.AuthenticationToken(secret["token"]))
-    try:
-        pulsar_client.create_producer(topic).send(message)
-    finally:
-        pulsar_client.close()
+    with tempfile.TemporaryDirectory() as private:
+        options = {}
+        if "ca.crt" in secret:
+            # pulsar-client reads the CA from a file: the Secret's `tlsTrustCertsFilePath` where the
+            # Secret is mounted, or (here, read through the API) a private copy.
+            ca_file = Path(private) / "ca.crt"
+            ca_file.write_text(secret["ca.crt"])
+            options = {"tls_trust_certs_file_path": str(ca_file), "tls_validate_hostname": True}
+        pulsar_client = pulsar.Client(
+            secret["serviceUrl"], authentication=pulsar.AuthenticationToken(secret["token"]), **options
+        )
+        try:
+            pulsar_client.create_producer(topic).send(message)
+        finally:
+            pulsar_client.close()
 
 
 def main() -> None:

@@ -22,7 +22,9 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
 from eventpipeline.api.common import GROUP, VERSION
+from eventpipeline.planning.secrets import CA_KEY
 from eventpipeline_devenv import stack
 from eventpipeline_devenv.runtime import (
     ComponentError,
@@ -118,13 +120,15 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
             dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name)
         )
         topic = body["status"]["topic"]
-        secret = _secret(core, f"{name}-{producer_name}-credentials")
+        secret = _secret(core, f"{name}.{producer_name}.credentials")
         payloads = [f'{{"pipeline": "{name}", "n": {n}, "at": {time.time():.3f}}}'.encode() for n in range(messages)]
         if "token" in secret:
+            tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
             pulsar_client = pulsar.Client(
                 secret["serviceUrl"],
                 authentication=pulsar.AuthenticationToken(secret["token"]),
                 logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
+                **tls_options,
             )
             try:
                 producer = pulsar_client.create_producer(topic)
@@ -132,6 +136,8 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
                     producer.send(payload)
             finally:
                 pulsar_client.close()
+                if trust is not None:
+                    trust.remove()
         else:
             kafka = Producer(
                 {
@@ -140,6 +146,7 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
                     "sasl.mechanism": secret["sasl.mechanism"],
                     "sasl.username": secret["username"],
                     "sasl.password": secret["password"],
+                    **kafka_tls_settings(secret),
                 }
             )
             for payload in payloads:

@@ -2,8 +2,9 @@
 
 The jars come from Maven Central (`kafka_2.13` with its runtime dependencies, plus log4j2 and
 the SLF4J binding the release tarball would add), copied by Maven into the install's `libs/`.
-One JVM is both controller and broker. Clients reach it on a SASL_PLAINTEXT listener with
-SCRAM-SHA-512; the controller listener is PLAINTEXT on loopback. The StandardAuthorizer denies
+One JVM is both controller and broker. Clients reach it with SCRAM-SHA-512 on a SASL_PLAINTEXT
+listener and on a SASL_SSL listener whose certificate the stack's broker CA signed (`tls.py`);
+the controller listener is PLAINTEXT on loopback. The StandardAuthorizer denies
 everything without an ACL, so the stack's tests exercise the same authorization as production.
 The admin's SCRAM credential is written into the metadata log when the storage is formatted,
 because the broker needs it before it can serve any request (it logs in to itself with it).
@@ -20,7 +21,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from eventpipeline_devenv import jvm
+from eventpipeline_devenv import jvm, tls
 from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
@@ -35,6 +36,7 @@ from eventpipeline_devenv.runtime import (
 KAFKA_VERSION = "4.4.0"
 ADMIN_USER = "admin"
 SECURITY_PROTOCOL = "SASL_PLAINTEXT"
+TLS_SECURITY_PROTOCOL = "SASL_SSL"
 SASL_MECHANISM = "SCRAM-SHA-512"
 
 # Measured with this heap (Kafka 4.4.0, Java 17): about 225 MiB RSS idle after start, about
@@ -71,22 +73,32 @@ def new_password() -> str:
     return secrets.token_urlsafe(24)
 
 
-def admin_config(exports: Mapping[str, str]) -> dict[str, str | int | float | bool]:
-    """confluent-kafka settings for the stack's admin, from the stack's exports."""
-    return {
+def _pem_property(pem: str) -> str:
+    """A PEM block as one properties value: Java's Properties turns each `\\n` back into a newline."""
+    return pem.strip().replace("\n", "\\n")
+
+
+def admin_config(exports: Mapping[str, str], *, tls: bool = False) -> dict[str, str | int | float | bool]:
+    """confluent-kafka settings for the stack's admin, from the stack's exports (plain or TLS listener)."""
+    config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
         "security.protocol": exports["KAFKA_SECURITY_PROTOCOL"],
         "sasl.mechanism": exports["KAFKA_SASL_MECHANISM"],
         "sasl.username": exports["KAFKA_ADMIN_USER"],
         "sasl.password": exports["KAFKA_ADMIN_PASSWORD"],
     }
+    if tls:
+        config["bootstrap.servers"] = exports["KAFKA_TLS_BOOTSTRAP_SERVERS"]
+        config["security.protocol"] = TLS_SECURITY_PROTOCOL
+        config["ssl.ca.location"] = exports["KAFKA_CA_FILE"]
+    return config
 
 
-def admin_call_succeeds(exports: Mapping[str, str], timeout: float = HEALTH_TIMEOUT) -> bool:
+def admin_call_succeeds(exports: Mapping[str, str], timeout: float = HEALTH_TIMEOUT, *, tls: bool = False) -> bool:
     """Whether the admin can authenticate and read the cluster's metadata within `timeout`."""
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415 - only the stack needs the client
 
-    client = AdminClient(admin_config(exports), logger=_client_log)
+    client = AdminClient(admin_config(exports, tls=tls), logger=_client_log)
     try:
         metadata = client.list_topics(timeout=timeout)
     except Exception:
@@ -121,8 +133,12 @@ class KafkaComponent:
         java = jvm.java(self.name)
         client_port = port_from_env("EVENTPIPELINE_KAFKA_BROKER_PORT")
         controller_port = port_from_env("EVENTPIPELINE_KAFKA_CONTROLLER_PORT")
-        if controller_port == client_port:
-            raise ComponentError(self.name, f"broker and controller ports are both {client_port}")
+        tls_port = port_from_env("EVENTPIPELINE_KAFKA_TLS_PORT")
+        if len({client_port, controller_port, tls_port}) < 3:
+            raise ComponentError(
+                self.name, f"ports must differ: client {client_port}, TLS {tls_port}, controller {controller_port}"
+            )
+        certificates = tls.broker_tls(layout)
         password = new_password()
         _write_private(data / "admin-password", password + "\n")
         log4j_config = data / "log4j2.xml"
@@ -133,7 +149,11 @@ class KafkaComponent:
             properties,
             string.Template(jvm.resource_text(self.name, "server.properties.template")).substitute(
                 client_port=client_port,
+                tls_port=tls_port,
                 controller_port=controller_port,
+                tls_certificate_chain=_pem_property(certificates.cert_pem()),
+                tls_private_key=_pem_property(certificates.key_pem()),
+                tls_ca_certificate=_pem_property(certificates.ca_pem()),
                 admin_user=ADMIN_USER,
                 admin_password=password,
                 log_dir=data / "kafka-logs",
@@ -143,7 +163,7 @@ class KafkaComponent:
         report.step(self.name, "formatting KRaft storage with the admin's SCRAM credential…")
         self._format_storage(layout, data, [java, *TOOL_JVM_OPTIONS, *java_tail], properties, password)
 
-        report.step(self.name, f"starting the broker on 127.0.0.1:{client_port}…")
+        report.step(self.name, f"starting the broker on 127.0.0.1:{client_port} (SASL_SSL :{tls_port})…")
         log_path = layout.log_path(self.name)
         record = start_process(layout, self.name, [java, *JVM_OPTIONS, *java_tail, "kafka.Kafka", properties], cwd=data)
         exports = {
@@ -152,17 +172,23 @@ class KafkaComponent:
             "KAFKA_ADMIN_PASSWORD": password,
             "KAFKA_SECURITY_PROTOCOL": SECURITY_PROTOCOL,
             "KAFKA_SASL_MECHANISM": SASL_MECHANISM,
+            "KAFKA_TLS_BOOTSTRAP_SERVERS": f"127.0.0.1:{tls_port}",
+            "KAFKA_CA_FILE": str(certificates.ca_cert),
         }
         wait_until(
             self.name,
             # The port check first: an admin call to a closed port blocks for its whole timeout.
-            lambda: port_open(client_port) and admin_call_succeeds(exports),
+            lambda: port_open(client_port) and admin_call_succeeds(exports) and admin_call_succeeds(exports, tls=True),
             timeout=START_TIMEOUT,
-            what="an authenticated admin call (list topics) to succeed",
+            what="authenticated admin calls (list topics) on the SASL_PLAINTEXT and SASL_SSL listeners to succeed",
             log_path=log_path,
             process=record,
         )
-        report.step(self.name, f"ready on {exports['KAFKA_BOOTSTRAP_SERVERS']} (SASL/SCRAM, ACLs enforced)")
+        report.step(
+            self.name,
+            f"ready on {exports['KAFKA_BOOTSTRAP_SERVERS']} and, TLS, {exports['KAFKA_TLS_BOOTSTRAP_SERVERS']} "
+            "(SASL/SCRAM, ACLs enforced)",
+        )
         return exports
 
     def _format_storage(
@@ -201,6 +227,8 @@ class KafkaComponent:
                 argfile.unlink()
 
     def healthy(self, exports: Mapping[str, str]) -> bool:
+        if "KAFKA_TLS_BOOTSTRAP_SERVERS" not in exports:
+            return False  # started by an older stack without the TLS listener: start it again
         host, _, port = exports["KAFKA_BOOTSTRAP_SERVERS"].rpartition(":")
         # A stopped broker answers no at once instead of after the admin call's timeout.
         return port_open(int(port), host) and admin_call_succeeds(exports, timeout=HEALTH_TIMEOUT)

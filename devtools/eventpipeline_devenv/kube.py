@@ -14,9 +14,7 @@ so a build resolves exactly the same module versions everywhere.
 
 from __future__ import annotations
 
-import datetime
 import importlib.resources
-import ipaddress
 import json
 import os
 import shutil
@@ -25,7 +23,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import yaml
@@ -34,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from eventpipeline_devenv import tls
 from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
@@ -407,47 +405,22 @@ def _generate_pki(directory: Path) -> _Pki:
     """A throwaway CA, the apiserver's serving certificate, two client certificates in
     `system:masters`, and the service-account signing key pair."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eventpipeline-devenv-ca")])
-    ca_cert = (
-        _certificate_builder(ca_name, ca_name, ca_key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_cert(directory / "ca.crt", ca_cert)
+    ca_key, ca_cert = tls.new_ca("eventpipeline-devenv-ca")
+    tls.write_cert(directory / "ca.crt", ca_cert)
 
     def leaf(file_stem: str, subject: x509.Name, server: bool) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
-        builder = _certificate_builder(subject, ca_cert.subject, key.public_key()).add_extension(
-            x509.BasicConstraints(ca=False, path_length=None), critical=True
-        )
         if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            certificate = tls.serving_certificate(ca_key, ca_cert, subject, key.public_key())
         else:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+            certificate = (
+                tls.certificate_builder(subject, ca_cert.subject, key.public_key())
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(ca_key, hashes.SHA256())
             )
-        _write_cert(directory / f"{file_stem}.crt", builder.sign(ca_key, hashes.SHA256()))
-        _write_key(directory / f"{file_stem}.key", key)
+        tls.write_cert(directory / f"{file_stem}.crt", certificate)
+        tls.write_key(directory / f"{file_stem}.key", key)
 
     leaf("apiserver", x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]), server=True)
     # `system:masters` is the group the apiserver authorizes for everything, before RBAC.
@@ -461,7 +434,7 @@ def _generate_pki(directory: Path) -> _Pki:
         leaf(stem, subject, server=False)
 
     service_account_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    _write_key(directory / "sa.key", service_account_key)
+    tls.write_key(directory / "sa.key", service_account_key)
     (directory / "sa.pub").write_bytes(
         service_account_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -477,31 +450,6 @@ def _generate_pki(directory: Path) -> _Pki:
         controller_manager_key=directory / "controller-manager.key",
         service_account_key=directory / "sa.key",
         service_account_public_key=directory / "sa.pub",
-    )
-
-
-def _certificate_builder(subject: x509.Name, issuer: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        # Backdated a little so a clock skew between tools does not make it "not yet valid".
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-    )
-
-
-def _write_cert(path: Path, certificate: x509.Certificate) -> None:
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> None:
-    path.touch(mode=0o600)
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
 
 

@@ -3,7 +3,8 @@
 The jars come from Maven Central (`resources/pulsar/pom.xml`, copied with
 `mvn dependency:copy-dependencies`); the broker runs with token authentication (HS256, a
 secret key generated at each start) and authorization on, the way the operator meets Pulsar
-in a real cluster.
+in a real cluster. Besides the plain ports it serves pulsar+ssl:// and https:// with a
+certificate signed by the stack's broker CA (`tls.py`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import ssl
 import string
 import time
 import uuid
@@ -20,7 +22,7 @@ from pathlib import Path
 import httpx
 import jwt
 
-from eventpipeline_devenv import jvm
+from eventpipeline_devenv import jvm, tls
 from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
@@ -102,6 +104,11 @@ class PulsarComponent:
         data = layout.data_dir(self.name)
         broker_port = port_from_env("EVENTPIPELINE_PULSAR_BROKER_PORT")
         web_port = port_from_env("EVENTPIPELINE_PULSAR_WEB_PORT")
+        broker_tls_port = port_from_env("EVENTPIPELINE_PULSAR_BROKER_TLS_PORT")
+        web_tls_port = port_from_env("EVENTPIPELINE_PULSAR_WEB_TLS_PORT")
+        if len({broker_port, web_port, broker_tls_port, web_tls_port}) < 4:
+            raise ComponentError(self.name, "the broker, web and TLS ports must all differ")
+        certificates = tls.broker_tls(layout)
 
         secret_key = secrets.token_bytes(32)
         key_file = jvm.write_private(data / "token-secret.key", secret_key)
@@ -114,6 +121,11 @@ class PulsarComponent:
                 cluster_name=CLUSTER_NAME,
                 broker_port=broker_port,
                 web_port=web_port,
+                broker_tls_port=broker_tls_port,
+                web_tls_port=web_tls_port,
+                tls_certificate_file=certificates.cert,
+                tls_key_file=certificates.key,
+                tls_ca_file=certificates.ca_cert,
                 token_secret_key_url=key_file.resolve().as_uri(),
                 admin_token=admin_token,
                 loopback_interface=_loopback_interface(),
@@ -155,10 +167,26 @@ class PulsarComponent:
         process = start_process(layout, self.name, command, cwd=data, env=env)
         admin_url = f"http://127.0.0.1:{web_port}"
         self._wait_ready(layout, process, admin_url, admin_token)
-        report.step(self.name, f"ready in {time.monotonic() - started:.1f}s")
+        tls_admin_url = f"https://127.0.0.1:{web_tls_port}"
+        wait_until(
+            self.name,
+            lambda: _admin_answers(tls_admin_url, admin_token, certificates.ca_cert),
+            timeout=30.0,
+            what="the admin API on the TLS port",
+            log_path=layout.log_path(self.name),
+            process=process,
+            interval=1.0,
+        )
+        report.step(
+            self.name,
+            f"ready in {time.monotonic() - started:.1f}s (TLS: broker :{broker_tls_port}, web :{web_tls_port})",
+        )
         return {
             "PULSAR_SERVICE_URL": f"pulsar://127.0.0.1:{broker_port}",
             "PULSAR_ADMIN_URL": admin_url,
+            "PULSAR_TLS_SERVICE_URL": f"pulsar+ssl://127.0.0.1:{broker_tls_port}",
+            "PULSAR_TLS_ADMIN_URL": tls_admin_url,
+            "PULSAR_CA_FILE": str(certificates.ca_cert),
             "PULSAR_ADMIN_TOKEN": admin_token,
             "PULSAR_TOKEN_SECRET_KEY_FILE": str(key_file),
             "PULSAR_CLUSTER": CLUSTER_NAME,
@@ -208,12 +236,21 @@ class PulsarComponent:
     # --- health --------------------------------------------------------------------------
 
     def healthy(self, exports: Mapping[str, str]) -> bool:
-        try:
-            response = httpx.get(
-                f"{exports['PULSAR_ADMIN_URL']}/admin/v2/clusters",
-                headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
-                timeout=HEALTH_TIMEOUT_SECONDS,
-            )
-        except (KeyError, httpx.HTTPError):
-            return False
-        return response.status_code == 200
+        if "PULSAR_TLS_ADMIN_URL" not in exports:
+            return False  # started by an older stack without the TLS ports: start it again
+        return _admin_answers(exports["PULSAR_ADMIN_URL"], exports["PULSAR_ADMIN_TOKEN"])
+
+
+def _admin_answers(admin_url: str, admin_token: str, ca_file: Path | None = None) -> bool:
+    """Whether an authenticated admin call answers 200 (over https, verified with `ca_file`)."""
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+    try:
+        response = httpx.get(
+            f"{admin_url}/admin/v2/clusters",
+            headers={"Authorization": f"Bearer {admin_token}"},
+            timeout=HEALTH_TIMEOUT_SECONDS,
+            verify=verify,
+        )
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200

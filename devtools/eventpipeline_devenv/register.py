@@ -2,7 +2,10 @@
 
 After `dev up`, the cluster holds `ClusterBroker/local-kafka`, `ClusterBroker/local-pulsar` and
 `ClusterAirflowInstance/local`, with their admin Secrets in `eventpipeline-system`, open to every
-namespace, so an example pipeline needs nothing filled in.
+namespace, so an example pipeline needs nothing filled in. The brokers are registered with
+their TLS endpoints (Kafka SASL_SSL, Pulsar pulsar+ssl:// and https://) and `caSecretRef`
+naming the Secret `local-broker-ca` (key `ca.crt`), as a production cluster would be; their
+plaintext listeners stay up for tests that talk to the brokers directly.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ SYSTEM_NAMESPACE = "eventpipeline-system"
 KAFKA_BROKER = "local-kafka"
 PULSAR_BROKER = "local-pulsar"
 AIRFLOW_INSTANCE = "local"
+BROKER_CA_SECRET = "local-broker-ca"  # noqa: S105 - the name of a Secret, not a secret
 
 
 def _secret(name: str, data: Mapping[str, str]) -> dict[str, Any]:
@@ -42,6 +46,10 @@ def _cluster_object(kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, 
 def local_objects(exports: Mapping[str, str]) -> list[dict[str, Any]]:
     """The Secrets and resources that describe the running stack, for the components it has."""
     objects: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NAMESPACE}}]
+    ca_file = exports.get("KAFKA_CA_FILE") or exports.get("PULSAR_CA_FILE")
+    ca_ref = {"name": BROKER_CA_SECRET, "namespace": SYSTEM_NAMESPACE}
+    if ca_file:
+        objects.append(_secret(BROKER_CA_SECRET, {"ca.crt": Path(ca_file).read_text()}))
     if "KAFKA_BOOTSTRAP_SERVERS" in exports:
         secret = f"{KAFKA_BROKER}-admin"
         objects.append(
@@ -55,9 +63,10 @@ def local_objects(exports: Mapping[str, str]) -> list[dict[str, Any]]:
                     "type": "Kafka",
                     "allowedNamespaces": ["*"],
                     "kafka": {
-                        "bootstrapServers": exports["KAFKA_BOOTSTRAP_SERVERS"],
-                        "securityProtocol": "SASL_PLAINTEXT",
+                        "bootstrapServers": exports["KAFKA_TLS_BOOTSTRAP_SERVERS"],
+                        "securityProtocol": "SASL_SSL",
                         "saslMechanism": "SCRAM-SHA-512",
+                        "caSecretRef": ca_ref,
                         "adminSecretRef": {"name": secret, "namespace": SYSTEM_NAMESPACE},
                         "defaultReplicationFactor": 1,
                     },
@@ -78,8 +87,9 @@ def local_objects(exports: Mapping[str, str]) -> list[dict[str, Any]]:
                     "type": "Pulsar",
                     "allowedNamespaces": ["*"],
                     "pulsar": {
-                        "serviceUrl": exports["PULSAR_SERVICE_URL"],
-                        "adminUrl": exports["PULSAR_ADMIN_URL"],
+                        "serviceUrl": exports["PULSAR_TLS_SERVICE_URL"],
+                        "adminUrl": exports["PULSAR_TLS_ADMIN_URL"],
+                        "caSecretRef": ca_ref,
                         "adminSecretRef": {"name": secret, "namespace": SYSTEM_NAMESPACE},
                         "cluster": exports.get("PULSAR_CLUSTER", "standalone"),
                     },

@@ -71,7 +71,7 @@ class KafkaAdminSettings:
     sasl_mechanism: str
     username: str
     password: SecretStr
-    ca_location: str | None = None
+    ca_pem: str | None = None  # the brokers' CA (PEM), verified on SASL_SSL
     timeout_seconds: float = 15.0
     max_calls_per_second: float = 50.0
 
@@ -84,8 +84,8 @@ class KafkaAdminSettings:
             "sasl.password": self.password.get_secret_value(),
             "socket.timeout.ms": int(self.timeout_seconds * 1000),
         }
-        if self.ca_location:
-            config["ssl.ca.location"] = self.ca_location
+        if self.ca_pem and self.security_protocol == "SASL_SSL":
+            config["ssl.ca.pem"] = self.ca_pem
         return config
 
 

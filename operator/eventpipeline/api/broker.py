@@ -66,7 +66,10 @@ class KafkaSettings(ApiModel):
         "(or a user allowed to manage topics, ACLs and SCRAM credentials)."
     )
     ca_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret with key `ca.crt` to verify the brokers (SASL_SSL)."
+        default=None,
+        description="Secret with key `ca.crt` (PEM) of the CA that signed the brokers' certificates, for "
+        "SASL_SSL. The operator, the listener and clients verify the brokers with it; pipeline Secrets and "
+        "Airflow connections carry it. Unset: the system's trusted CAs. Not used with SASL_PLAINTEXT.",
     )
     default_replication_factor: int = Field(
         default=3, ge=1, le=32767, description="Replication factor of topics that do not set one."
@@ -78,6 +81,12 @@ class PulsarSettings(ApiModel):
 
     service_url: str = Field(min_length=1, description="pulsar:// or pulsar+ssl:// URL for clients.")
     admin_url: str = Field(min_length=1, description="http(s):// URL of the admin REST API.")
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with key `ca.crt` (PEM) of the CA that signed the brokers' certificates, for "
+        "pulsar+ssl:// and https:// URLs. The operator, the listener and clients verify the brokers with it; "
+        "pipeline Secrets and Airflow connections carry it. Unset: the system's trusted CAs.",
+    )
     admin_secret_ref: SecretKeyRef = Field(
         description="Secret with key `token` (a super-user JWT) and key `signingKey` "
         "(base64 of the HS256 key the brokers verify tokens with; the operator signs client tokens with it)."

@@ -25,6 +25,7 @@ from confluent_kafka import (
     Message as KafkaMessage,
 )
 
+from eventpipeline.adapters.tls import kafka_tls_settings
 from eventpipeline.listener.commits import CommitTracker
 from eventpipeline.listener.source import SourceBase, SourceError
 from eventpipeline.planning import naming
@@ -46,13 +47,14 @@ QUIET_ERRORS = {KafkaError._PARTITION_EOF, KafkaError._NO_OFFSET}
 
 
 def client_settings(secret: Mapping[str, str]) -> dict[str, Any]:
-    """librdkafka settings from the listener principal's Secret."""
+    """librdkafka settings from the listener principal's Secret (with its CA on SASL_SSL)."""
     return {
         "bootstrap.servers": secret["bootstrap.servers"],
         "security.protocol": secret.get("security.protocol", "SASL_PLAINTEXT"),
         "sasl.mechanism": secret.get("sasl.mechanism", "SCRAM-SHA-512"),
         "sasl.username": secret["username"],
         "sasl.password": secret["password"],
+        **kafka_tls_settings(secret),
     }
 
 

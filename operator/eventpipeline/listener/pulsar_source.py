@@ -14,9 +14,11 @@ from typing import Any
 
 import pulsar
 
+from eventpipeline.adapters.tls import TrustFile, pulsar_tls_options
 from eventpipeline.listener.source import SourceBase, SourceError
 from eventpipeline.planning import naming
 from eventpipeline.planning.delivery import Message, pulsar_position
+from eventpipeline.planning.secrets import CA_KEY
 
 OPERATION_TIMEOUT_SECONDS = 10
 CREDENTIAL_ERRORS = (pulsar.AuthenticationError, pulsar.AuthorizationError)
@@ -45,6 +47,8 @@ class PulsarSource(SourceBase[Any]):
         self._subscription = subscription
         self._service_url = secret["serviceUrl"]
         self._token = secret["token"]
+        self._ca_pem = secret.get(CA_KEY)
+        self._trust: TrustFile | None = None
         self._dead_letter_topic = dead_letter_topic
         self._queue = queue
         self._client: pulsar.Client | None = None
@@ -52,11 +56,13 @@ class PulsarSource(SourceBase[Any]):
         self._unacked: set[str] = set()
 
     def open(self, replay_from: datetime | None) -> None:
+        tls_options, self._trust = pulsar_tls_options(self._service_url, self._ca_pem)
         client = pulsar.Client(
             self._service_url,
             authentication=pulsar.AuthenticationToken(self._token),
             operation_timeout_seconds=OPERATION_TIMEOUT_SECONDS,
             logger=CLIENT_LOG,
+            **tls_options,
         )
         try:
             consumer = client.subscribe(
@@ -72,6 +78,7 @@ class PulsarSource(SourceBase[Any]):
                 self._replay_outcome = f"rewound subscription {self._subscription} to {replay_from.isoformat()}"
         except Exception as error:
             client.close()
+            self._remove_trust_file()
             raise SourceError(describe(error), credential_refused=isinstance(error, CREDENTIAL_ERRORS)) from error
         self._client, self._consumer = client, consumer
         self._error = None
@@ -158,3 +165,9 @@ class PulsarSource(SourceBase[Any]):
                 client.close()
             except pulsar.PulsarException as error:
                 LOG.debug("closing the Pulsar client: %s", error)
+        self._remove_trust_file()
+
+    def _remove_trust_file(self) -> None:
+        trust, self._trust = self._trust, None
+        if trust is not None:
+            trust.remove()

@@ -9,17 +9,38 @@ from typing import Any
 
 from pydantic import SecretStr
 
+# The key of the CA certificate (PEM) in every Secret that carries one: the broker's
+# caSecretRef and the pipeline Secrets the operator writes.
+CA_KEY = "ca.crt"
+# Where an application mounts its pipeline Secret (a volume of the Secret, all keys as files):
+# the file-path settings in the Secret (`ssl.ca.location`, `tlsTrustCertsFilePath`) point here.
+# Clients that take the CA inline (librdkafka's `ssl.ca.pem`) read the `ca.crt` key instead.
+CREDENTIALS_MOUNT_PATH = "/etc/eventpipeline/credentials"
+CA_FILE = f"{CREDENTIALS_MOUNT_PATH}/{CA_KEY}"
+
 
 @dataclass(frozen=True)
 class KafkaEndpoint:
     bootstrap_servers: str
     security_protocol: str
     sasl_mechanism: str
+    ca_pem: str | None = None  # the brokers' CA, from the broker's caSecretRef
+
+    @property
+    def tls_ca(self) -> str | None:
+        """The CA clients verify the brokers with; None on a plaintext listener or without a CA."""
+        return self.ca_pem if self.security_protocol == "SASL_SSL" else None
 
 
 @dataclass(frozen=True)
 class PulsarEndpoint:
     service_url: str
+    ca_pem: str | None = None  # the brokers' CA, from the broker's caSecretRef
+
+    @property
+    def tls_ca(self) -> str | None:
+        """The CA clients verify the brokers with; None for a pulsar:// URL or without a CA."""
+        return self.ca_pem if self.service_url.startswith("pulsar+ssl://") else None
 
 
 def kafka_secret_data(endpoint: KafkaEndpoint, username: str, password: SecretStr) -> dict[str, str]:
@@ -28,7 +49,7 @@ def kafka_secret_data(endpoint: KafkaEndpoint, username: str, password: SecretSt
     jaas = (
         f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{username}" password="{secret}";'
     )
-    return {
+    data = {
         "username": username,
         "password": secret,
         "sasl.jaas.config": jaas,
@@ -36,10 +57,22 @@ def kafka_secret_data(endpoint: KafkaEndpoint, username: str, password: SecretSt
         "security.protocol": endpoint.security_protocol,
         "sasl.mechanism": endpoint.sasl_mechanism,
     }
+    if endpoint.tls_ca is not None:
+        data |= {
+            CA_KEY: endpoint.tls_ca,
+            "ssl.ca.location": CA_FILE,  # librdkafka
+            "ssl.truststore.type": "PEM",  # Java clients
+            "ssl.truststore.location": CA_FILE,
+        }
+    return data
 
 
 def pulsar_secret_data(endpoint: PulsarEndpoint, role: str, token: SecretStr) -> dict[str, str]:
-    return {"role": role, "token": token.get_secret_value(), "serviceUrl": endpoint.service_url}
+    """Role, token and service URL; with a TLS URL and a CA, `ca.crt` and the file setting naming it."""
+    data = {"role": role, "token": token.get_secret_value(), "serviceUrl": endpoint.service_url}
+    if endpoint.tls_ca is not None:
+        data |= {CA_KEY: endpoint.tls_ca, "tlsTrustCertsFilePath": CA_FILE}
+    return data
 
 
 def kafka_connection(
@@ -56,18 +89,23 @@ def kafka_connection(
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
     }
+    if endpoint.tls_ca is not None:
+        extra["ssl.ca.pem"] = endpoint.tls_ca  # inline: Airflow's workers have no file of it
     return {"connection_id": connection_id, "conn_type": "kafka", "extra": json.dumps(extra, sort_keys=True)}
 
 
 def pulsar_connection(connection_id: str, endpoint: PulsarEndpoint, role: str, token: SecretStr) -> dict[str, Any]:
-    """A generic connection: host = service URL, password = token."""
+    """A generic connection: host = service URL, password = token; `ca.crt` in extra with a TLS URL and a CA."""
+    extra = {"serviceUrl": endpoint.service_url}
+    if endpoint.tls_ca is not None:
+        extra[CA_KEY] = endpoint.tls_ca
     return {
         "connection_id": connection_id,
         "conn_type": "generic",
         "host": endpoint.service_url,
         "login": role,
         "password": token.get_secret_value(),
-        "extra": json.dumps({"serviceUrl": endpoint.service_url}),
+        "extra": json.dumps(extra),
     }
 
 

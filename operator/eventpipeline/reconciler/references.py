@@ -19,8 +19,9 @@ from eventpipeline.adapters.references import (
     ResolvedAirflow,
     UnresolvedReferenceError,
 )
+from eventpipeline.adapters.tls import ca_problem
 from eventpipeline.api.broker import BrokerSpec
-from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
+from eventpipeline.api.common import AirflowInstanceRef, BrokerRef, SecretKeyRef
 from eventpipeline.planning import naming, secrets
 from eventpipeline.reconciler.backends import BrokerBackend, KafkaBackend, PulsarBackend
 
@@ -60,7 +61,7 @@ class References(ReferenceReader):
             assert spec.pulsar is not None
             secret = self._secret(spec.pulsar.admin_secret_ref, scope, ("token", "signingKey"), where)
             ca_ref = spec.pulsar.ca_secret_ref
-        ca_pem = None if ca_ref is None else self._secret(ca_ref, scope, (secrets.CA_KEY,), where)[secrets.CA_KEY]
+        ca_pem = None if ca_ref is None else self._ca(ca_ref, scope, where)
         version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret, "ca": ca_pem or ""})
         with self._lock:
             cached = self._brokers.get(key)
@@ -81,6 +82,16 @@ class References(ReferenceReader):
         return self.airflow(
             AirflowInstanceRef.model_validate({"kind": kind, "name": name}), scope, check_namespace=False
         )
+
+    def _ca(self, ref: SecretKeyRef, scope: str | None, where: str) -> str:
+        """The `ca.crt` of a caSecretRef, refused here when it is not a PEM certificate."""
+        ca_pem = self._secret(ref, scope, (secrets.CA_KEY,), where)[secrets.CA_KEY]
+        problem = ca_problem(ca_pem)
+        if problem is not None:
+            raise UnresolvedReferenceError(
+                "SecretIncomplete", f"{where}: key {secrets.CA_KEY} of Secret {ref.name} is unusable: {problem}"
+            )
+        return ca_pem
 
 
 def _backend(spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None) -> BrokerBackend:

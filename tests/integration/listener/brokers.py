@@ -9,6 +9,9 @@ import pulsar
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
+from eventpipeline.planning.secrets import CA_KEY
+
 TIMEOUT = 15
 
 
@@ -19,6 +22,7 @@ def kafka_settings(secret: Mapping[str, str]) -> dict[str, Any]:
         "sasl.mechanism": secret["sasl.mechanism"],
         "sasl.username": secret["username"],
         "sasl.password": secret["password"],
+        **kafka_tls_settings(secret),  # ca.crt on SASL_SSL
     }
 
 
@@ -102,11 +106,14 @@ def pulsar_client(secret: Mapping[str, str]) -> pulsar.Client:
 
     quiet = logging.getLogger("pulsar-test")
     quiet.setLevel(logging.ERROR)
+    # The CA's temporary file (pulsar+ssl://) outlives the client: a few hundred bytes in /tmp, mode 0600.
+    tls_options, _ = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
     return pulsar.Client(
         secret["serviceUrl"],
         authentication=pulsar.AuthenticationToken(secret["token"]),
         operation_timeout_seconds=10,
         logger=quiet,
+        **tls_options,
     )
 
 

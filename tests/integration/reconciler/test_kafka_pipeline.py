@@ -22,9 +22,10 @@ from confluent_kafka.admin import (
 )
 
 from eventpipeline_devenv.runtime import Layout
+from tests.integration.conftest import OPEN_DAG
 from tests.integration.support import Kube, eventually, kafka_send, unique
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 TIMEOUT = 15
 
 
@@ -60,7 +61,7 @@ def spec(**extra: Any) -> dict[str, Any]:
         "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
         "topic": {"partitions": 2, "deletionPolicy": "Delete", "config": {"retention.ms": "3600000"}},
         "producers": [{"name": "checkout"}],
-        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "process_orders"}},
+        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}},
         **extra,
     }
 

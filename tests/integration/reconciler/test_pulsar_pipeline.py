@@ -12,9 +12,10 @@ import jwt
 import pulsar
 import pytest
 
+from tests.integration.conftest import OPEN_DAG
 from tests.integration.support import Kube, eventually, pulsar_send
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 TIMEOUT = 15
 
 
@@ -54,7 +55,7 @@ def spec(**extra: Any) -> dict[str, Any]:
         "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
         "topic": {"partitions": 2, "deletionPolicy": "Delete"},
         "producers": [{"name": "checkout"}],
-        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "process_orders"}},
+        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}},
         **extra,
     }
 
