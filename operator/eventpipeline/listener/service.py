@@ -32,6 +32,7 @@ from eventpipeline.listener.status import StatusWriter
 from eventpipeline.listener.trigger import AirflowTrigger, Trigger
 from eventpipeline.listener.worker import Worker
 from eventpipeline.planning import serving
+from eventpipeline.planning.reference_policy import allow_namespaced_references, namespaced_reference_refusal
 from eventpipeline.planning.serving import PipelineConfig, Shard, Wanted
 
 LOG = logging.getLogger("eventpipeline.listener")
@@ -66,6 +67,9 @@ class ListenerService:
         self._workers: dict[str, Worker] = {}
         self._secret_owner: dict[str, str] = {}  # namespace/secret → pipeline key
         self._triggers: dict[str, tuple[object, AirflowTrigger]] = {}
+        # The cluster admin's switch, as the controller reads it: a namespaced AirflowInstance's
+        # URL is a tenant's choice, and the listener calls it only when namespaced ones are allowed.
+        self._allow_namespaced = allow_namespaced_references(os.environ)
         self._stop = threading.Event()
         self._status = StatusWriter(api_client_factory(), self.workers, interval=status_interval)
 
@@ -198,6 +202,9 @@ class ListenerService:
     # -- Airflow, events ------------------------------------------------------------------------
 
     def _resolve_trigger(self, ref: AirflowInstanceRef, namespace: str) -> Trigger:
+        refusal = namespaced_reference_refusal(ref.kind, ref.name, self._allow_namespaced)
+        if refusal is not None:
+            raise ValueError(refusal)  # shown in status.listener; nothing is called
         resolved = self._references.airflow(ref, namespace)
         with self._lock:
             cached = self._triggers.get(resolved.key)
