@@ -20,6 +20,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.runtime import Layout, Reporter, free_port, tail
 from tests.integration.support import Kube, eventually, unique
 
@@ -100,6 +101,27 @@ def operator(stack: devstack.StackInfo, kube: Kube) -> Iterator[OperatorProcess]
     process = OperatorProcess(dict(stack.exports), Layout.from_environment().log_path("operator-under-test"))
     yield process
     process.stop()
+
+
+# A DAG open to every namespace (the DAG owner's explicit choice, `eventpipeline:*`): the tests'
+# namespaces are random. Tests of DAG authorization write DAGs that accept fewer.
+OPEN_DAG = "ep_open_to_every_namespace"
+OPEN_DAG_TAGS = ("eventpipeline-test", "eventpipeline:*")
+
+
+@pytest.fixture(scope="session")
+def open_dag(stack: devstack.StackInfo) -> str:
+    """OPEN_DAG in Airflow, paused (runs are created and stay queued), once Airflow lists it."""
+    airflow = AirflowApi(stack.exports)
+    write_dag(stack.exports["AIRFLOW_DAGS_FOLDER"], OPEN_DAG, noop_dag(OPEN_DAG, OPEN_DAG_TAGS))
+
+    def listed() -> bool:
+        response = airflow.request("GET", f"/api/v2/dags/{OPEN_DAG}")
+        return response.status_code == 200 and {t["name"] for t in response.json()["tags"]} == set(OPEN_DAG_TAGS)
+
+    eventually(listed, timeout=180, interval=2, what=f"Airflow to list DAG {OPEN_DAG}")
+    airflow.request("PATCH", f"/api/v2/dags/{OPEN_DAG}", json={"is_paused": True}).raise_for_status()
+    return OPEN_DAG
 
 
 @pytest.fixture

@@ -30,6 +30,8 @@ DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECOND
 # Deletion retries with exponential backoff from this delay, for as long as it takes.
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
 DELETE_MAX_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_MAX_BACKOFF_SECONDS", 300)
+# Retries of a reconciliation that failed on a transient error (1 s doubling up to this).
+TRANSIENT_MAX_BACKOFF_SECONDS = 60.0
 # Reconciliations in parallel (kopf runs synchronous handlers in a thread pool).
 WORKERS = int(_seconds("EVENTPIPELINE_WORKERS", 16))
 
@@ -57,6 +59,11 @@ def services() -> Services:
         )
         _services = Services(kube, references, reconciler)
     return _services
+
+
+def transient_backoff(retry: int) -> float:
+    """Delay before retrying a reconciliation that failed on a transient error: 1 s doubling to 60 s."""
+    return float(min(2 ** min(retry, 6), TRANSIENT_MAX_BACKOFF_SECONDS))
 
 
 def delete_backoff(retry: int) -> float:

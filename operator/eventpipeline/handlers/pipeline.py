@@ -24,7 +24,7 @@ def _emit(body: kopf.Body, notes: list[Note]) -> None:
         kopf.event(body, type=note.type, reason=note.reason, message=note.message[:1000])
 
 
-def _reconcile(body: kopf.Body) -> None:
+def _reconcile(body: kopf.Body) -> str | None:
     """Reconcile from the object as it is now, and write its status before letting go of it.
 
     kopf's `body` can predate the status the previous run wrote (a timer and a change handler
@@ -36,7 +36,7 @@ def _reconcile(body: kopf.Body) -> None:
     with context.object_lock(metadata["uid"]):
         current = services.kube.get_custom(EVENT_PIPELINE.plural, metadata["name"], metadata["namespace"])
         if current is None or current["metadata"].get("deletionTimestamp"):
-            return
+            return None
         pipeline = parse_pipeline(current)
         context.record_full_check(pipeline.uid, time.monotonic())
         result = services.reconciler.reconcile(pipeline)
@@ -52,13 +52,18 @@ def _reconcile(body: kopf.Body) -> None:
                 {**{key: None for key in old if key not in new}, **new},
             )
     _emit(body, result.notes)
+    return result.transient_failure
 
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-def reconcile_on_change(*, body: kopf.Body, **_: Any) -> None:
-    _reconcile(body)
+def reconcile_on_change(*, body: kopf.Body, retry: int, **_: Any) -> None:
+    """Reconcile; a transient failure (a broker or Airflow briefly unreachable) is retried with
+    backoff from about 1 s up to about 60 s instead of waiting for the periodic resync."""
+    failure = _reconcile(body)
+    if failure is not None:
+        raise kopf.TemporaryError(f"will retry: {failure}", delay=context.transient_backoff(retry))
 
 
 def _looks_due(pipeline: PipelineObject) -> bool:

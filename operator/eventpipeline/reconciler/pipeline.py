@@ -38,10 +38,21 @@ WITHDRAWING_REASONS = frozenset({"NamespaceNotAllowed", "ClusterBrokerNotFound",
 __all__ = ["Note", "PipelineObject", "PipelineReconciler", "Reconciled", "parse_pipeline"]
 
 
+# Reasons of failures that go away by themselves: retried with backoff, not at the next resync.
+TRANSIENT_REASONS = frozenset({"BackendUnavailable", "BackendError", "ClaimChanged"})
+
+
 @dataclass
 class Reconciled:
     status: EventPipelineStatus
     notes: list[Note] = field(default_factory=list)
+
+    @property
+    def transient_failure(self) -> str | None:
+        """The message of a failure worth retrying soon (a system briefly unreachable), if any."""
+        failed = (c for c in self.status.conditions if c.status == "False" and c.reason in TRANSIENT_REASONS)
+        first = next(failed, None)
+        return None if first is None else f"{first.type}: {first.message}"
 
 
 class PipelineReconciler:

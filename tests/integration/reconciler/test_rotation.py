@@ -116,7 +116,7 @@ def test_three_kafka_rotations_lose_no_produce_call_and_revoke_the_old_user(
             assert refused is not None, f"round {round_}: the revoked credential still produces"
     assert app.failures == [], app.failures
     assert app.sent > 10
-    assert len(app.users) == 2  # -a and -b alternate
+    assert len(app.users) == 4  # one user per generation (1 + 3 rotations), never reused
     kinds = [reason for _, reason, _ in kube.events(namespace, "rot")]
     assert kinds.count("CredentialRotated") == 3 and kinds.count("CredentialRevoked") == 3
 

@@ -13,9 +13,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv.airflow_api import AirflowApi
+from tests.integration.conftest import OPEN_DAG
 from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 
 
 def spec(**extra: Any) -> dict[str, Any]:
@@ -169,7 +170,7 @@ def test_a_dead_letter_topic_cannot_be_taken_as_a_pipelines_topic(
     stack: Any, kube: Kube, operator: Any, namespace: str
 ) -> None:
     """Pipeline `x.dlq`'s topic used to be pipeline `x`'s dead-letter topic."""
-    triggered = spec(airflow={"instanceRef": {"name": "local"}, "trigger": {"dagId": "process_event"}})
+    triggered = spec(airflow={"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}})
     kube.create_pipeline(namespace, "x", triggered)
     kube.wait_condition(namespace, "x", "TopicReady", "True", timeout=120)
     kube.create_pipeline(namespace, "x.dlq", spec())

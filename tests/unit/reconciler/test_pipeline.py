@@ -391,3 +391,19 @@ def test_a_principal_removed_and_added_again_never_gets_its_revoked_name_back() 
     world.reconcile("shop", "orders")
     assert world.secret("shop", "orders", "app")["username"] != first
     assert not world.broker.can(first, TOPIC, "produce")
+
+
+def test_a_briefly_unreachable_broker_is_a_transient_failure_worth_a_quick_retry() -> None:
+    world = World()
+    world.broker.down = True
+    world.apply("shop", "orders", spec())
+    result = world.reconcile("shop", "orders")
+    assert result.transient_failure is not None and "unavailable" in result.transient_failure
+    world.broker.down = False
+    assert world.reconcile("shop", "orders").transient_failure is None
+
+
+def test_a_refusal_that_needs_a_person_is_not_retried_quickly() -> None:
+    world = World()
+    world.apply("intruder", "orders", spec())
+    assert world.reconcile("intruder", "orders").transient_failure is None
