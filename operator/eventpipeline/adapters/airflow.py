@@ -1,4 +1,7 @@
-"""Airflow 3 REST API v2: tokens and connections (apache-airflow-client), kept per instance.
+"""Airflow 3 REST API v2 over httpx: tokens, connections and DAG tags, kept per instance.
+
+The API URL may come from a namespaced AirflowInstance, so every answer is read bounded and no
+answer body reaches an error message (`adapters.bounded`).
 
 Airflow hides passwords on read, so whether a connection is current is decided by the caller
 from a fingerprint of what it last wrote, plus the connection's existence here.
@@ -13,14 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from airflow_client.client import ApiClient, Configuration
-from airflow_client.client.api.connection_api import ConnectionApi
-from airflow_client.client.exceptions import ApiException, NotFoundException, UnauthorizedException
-from airflow_client.client.models.connection_body import ConnectionBody
 from pydantic import SecretStr
 
 from eventpipeline.adapters import bounded
-from eventpipeline.adapters.errors import AdapterError, InvalidRequestError, NotAuthorizedError, UnavailableError
+from eventpipeline.adapters.errors import InvalidRequestError, NotAuthorizedError, UnavailableError
 from eventpipeline.adapters.metrics import counted
 
 # Airflow's JWTs last 24 h by default; renew well before, and at once on a 401.
@@ -74,97 +73,14 @@ class AirflowTokens:
             raise UnavailableError(f"Airflow: {url} answered without an access_token") from error
 
 
-class AirflowConnections:
-    """Create, update and delete Airflow connections."""
+class _AirflowApi:
+    """Calls of the REST API v2 with the instance's token: one connection pool, answers read
+    bounded (`adapters.bounded`), no answer body in any error message."""
 
-    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None, needs: str) -> None:
         self._settings = settings
         self._tokens = tokens or AirflowTokens(settings)
-        self._configuration = Configuration(host=settings.api_url.rstrip("/"))
-        self._connections = ConnectionApi(ApiClient(self._configuration))
-
-    def _api(self) -> ConnectionApi:
-        # One client (and connection pool) per instance; the token is read at each request.
-        self._configuration.access_token = self._tokens.token()
-        return self._connections
-
-    def _with_token(self, action: str, call: Any) -> Any:
-        """Run `call(api)`; on a 401 renew the token once and try again."""
-        for attempt in (1, 2):
-            try:
-                return call(self._api())
-            except UnauthorizedException:
-                if attempt == 2:
-                    raise NotAuthorizedError(f"Airflow: {action} refused after a token renewal") from None
-                self._tokens.token(renew=True)
-            except ApiException as error:
-                raise _translate(error, action) from error
-            except (httpx.HTTPError, OSError) as error:
-                raise UnavailableError(f"Airflow: {action} failed: {error}") from error
-        raise AssertionError("unreachable")
-
-    @counted("airflow")
-    def exists(self, connection_id: str) -> bool:
-        def call(api: ConnectionApi) -> bool:
-            try:
-                api.get_connection(connection_id, _request_timeout=self._settings.timeout_seconds)
-            except NotFoundException:
-                return False
-            return True
-
-        return bool(self._with_token(f"reading connection {connection_id}", call))
-
-    @counted("airflow")
-    def put(self, payload: dict[str, Any]) -> None:
-        """Create the connection, or replace every field of an existing one."""
-        body = ConnectionBody(**payload)
-        connection_id = str(payload["connection_id"])
-
-        def call(api: ConnectionApi) -> None:
-            try:
-                api.patch_connection(connection_id, body, _request_timeout=self._settings.timeout_seconds)
-            except NotFoundException:
-                api.post_connection(body, _request_timeout=self._settings.timeout_seconds)
-
-        self._with_token(f"writing connection {connection_id}", call)
-
-    @counted("airflow")
-    def delete(self, connection_id: str) -> None:
-        def call(api: ConnectionApi) -> None:
-            try:
-                api.delete_connection(connection_id, _request_timeout=self._settings.timeout_seconds)
-            except NotFoundException:
-                return
-
-        self._with_token(f"deleting connection {connection_id}", call)
-
-
-def _translate(error: ApiException, action: str) -> AdapterError:
-    # The answer's body is never part of the message: it may come from a server a tenant chose.
-    status = error.status or 0
-    text = f"Airflow: {action} failed ({status})"
-    if error.body:
-        bounded.log_refusal("Airflow", action, bounded.BoundedResponse(status, str(error.body).encode()))
-    if status == 403:
-        return NotAuthorizedError(text + ": the Airflow user may not manage connections")
-    if status in (400, 422):
-        return InvalidRequestError(f"{text}: Airflow refused the connection's fields as invalid")
-    return UnavailableError(text)
-
-
-# A DAG list this long on one asset is not what a pipeline triggers; refuse rather than page on.
-MAX_ASSET_CONSUMERS = 100
-
-
-class AirflowDags:
-    """Reads what DAG authorization needs: a DAG's tags, and the DAGs scheduled on an asset.
-
-    Every answer is read bounded (`adapters.bounded`) and no body reaches an error message.
-    """
-
-    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
-        self._settings = settings
-        self._tokens = tokens or AirflowTokens(settings)
+        self._needs = needs  # what the Airflow user must be allowed, for a 403's message
         self._client = httpx.Client(
             base_url=settings.api_url.rstrip("/"), timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0)
         )
@@ -172,38 +88,87 @@ class AirflowDags:
     def close(self) -> None:
         self._client.close()
 
-    def _get(self, path: str, action: str, params: dict[str, Any] | None = None) -> Any:
-        """GET a JSON answer; None on 404. Renews the token once on a 401."""
+    def _call(
+        self, method: str, path: str, action: str, *, missing_ok: bool = True, **kwargs: Any
+    ) -> bounded.BoundedResponse | None:
+        """The answer (2xx), or None on a 404 when `missing_ok`. Renews the token once on a 401."""
         for attempt in (1, 2):
             token = self._tokens.token(renew=attempt == 2)
             try:
                 response = bounded.request(
-                    self._client, "GET", path, params=params, headers={"Authorization": f"Bearer {token}"}
+                    self._client, method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs
                 )
             except httpx.HTTPError as error:
                 raise UnavailableError(f"Airflow: {action} failed: {type(error).__name__}") from error
-            if response.status_code == 401 and attempt == 1:
+            status = response.status_code
+            if status == 401 and attempt == 1:
                 continue
-            if response.status_code == 404:
+            if status < 300:
+                return response
+            if status == 404 and missing_ok:
                 return None
-            if response.status_code in (401, 403):
-                raise NotAuthorizedError(
-                    f"Airflow: {action} refused ({response.status_code}): the Airflow user "
-                    "needs read access to DAGs and assets"
+            bounded.log_refusal("Airflow", action, response)
+            if status in (401, 403):
+                raise NotAuthorizedError(f"Airflow: {action} refused ({status}): the Airflow user {self._needs}")
+            if status in (400, 404, 422):
+                raise InvalidRequestError(
+                    f"Airflow: {action} failed ({status}): Airflow refused the request as invalid"
                 )
-            if response.status_code != 200:
-                bounded.log_refusal("Airflow", action, response)
-                raise UnavailableError(f"Airflow: {action} failed ({response.status_code})")
-            try:
-                return response.json()
-            except ValueError as error:
-                raise UnavailableError(f"Airflow: {action}: the answer is not JSON") from error
+            raise UnavailableError(f"Airflow: {action} failed ({status})")
         raise AssertionError("unreachable")
+
+    def _get_json(self, path: str, action: str, params: dict[str, Any] | None = None) -> Any:
+        """A JSON answer, or None on a 404."""
+        response = self._call("GET", path, action, params=params)
+        if response is None:
+            return None
+        try:
+            return response.json()
+        except ValueError as error:
+            raise UnavailableError(f"Airflow: {action}: the answer is not JSON") from error
+
+
+class AirflowConnections(_AirflowApi):
+    """Create, update and delete Airflow connections (`/api/v2/connections`)."""
+
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+        super().__init__(settings, tokens, needs="may not manage connections")
+
+    @staticmethod
+    def _path(connection_id: str) -> str:
+        return f"/api/v2/connections/{quote(connection_id, safe='')}"
+
+    @counted("airflow")
+    def exists(self, connection_id: str) -> bool:
+        return self._call("GET", self._path(connection_id), f"reading connection {connection_id}") is not None
+
+    @counted("airflow")
+    def put(self, payload: dict[str, Any]) -> None:
+        """Create the connection, or replace every field of an existing one."""
+        connection_id = str(payload["connection_id"])
+        action = f"writing connection {connection_id}"
+        if self._call("PATCH", self._path(connection_id), action, json=payload) is None:
+            self._call("POST", "/api/v2/connections", action, missing_ok=False, json=payload)
+
+    @counted("airflow")
+    def delete(self, connection_id: str) -> None:
+        self._call("DELETE", self._path(connection_id), f"deleting connection {connection_id}")
+
+
+# A DAG list this long on one asset is not what a pipeline triggers; refuse rather than page on.
+MAX_ASSET_CONSUMERS = 100
+
+
+class AirflowDags(_AirflowApi):
+    """Reads what DAG authorization needs: a DAG's tags, and the DAGs scheduled on an asset."""
+
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+        super().__init__(settings, tokens, needs="needs read access to DAGs and assets")
 
     @counted("airflow")
     def tags(self, dag_id: str) -> list[str] | None:
         """The DAG's tags (`GET /api/v2/dags/{dag_id}`); None when Airflow has no such DAG."""
-        dag = self._get(f"/api/v2/dags/{quote(dag_id, safe='')}", f"reading DAG {dag_id}")
+        dag = self._get_json(f"/api/v2/dags/{quote(dag_id, safe='')}", f"reading DAG {dag_id}")
         if dag is None:
             return None
         return [str(tag["name"]) for tag in dag.get("tags") or [] if isinstance(tag, dict) and "name" in tag]
@@ -212,7 +177,7 @@ class AirflowDags:
     def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None:
         """(dag_id, tags) of every DAG scheduled on the asset with this URI; None when there is no
         such asset. `uri_pattern` is a substring match, so the URI is compared exactly here."""
-        listing = self._get(
+        listing = self._get_json(
             "/api/v2/assets", f"finding asset {asset_uri}", params={"uri_pattern": asset_uri, "limit": 100}
         )
         matches = [asset for asset in (listing or {}).get("assets", []) if asset.get("uri") == asset_uri]
