@@ -29,7 +29,7 @@ from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterStat
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
 from eventpipeline.reconciler.topic import reconcile_topic
 from eventpipeline.reconciler.trigger import reconcile_trigger
-from eventpipeline.reconciler.withdrawal import withdraw_broker_access, withdraw_connections
+from eventpipeline.reconciler.withdrawal import revoke_expired, withdraw_broker_access, withdraw_connections
 
 # Reference failures that mean the namespace may no longer use a broker (a misconfigured broker,
 # e.g. its admin Secret missing, withdraws nothing).
@@ -74,7 +74,10 @@ class PipelineReconciler:
     def reconcile(self, pipeline: PipelineObject) -> Reconciled:
         run = Run(pipeline, self._clock(), pipeline.status.model_copy(deep=True))
         if pipeline.spec.suspend:
-            run.outcomes.append(Outcome("Ready", "False", "Suspended", "spec.suspend is true; nothing is changed"))
+            run.outcomes.append(
+                Outcome("Ready", "False", "Suspended", "spec.suspend is true; only expired credentials are revoked")
+            )
+            self._revoke_expired(run)
             return self._finish(run, summarise_parts=False)
         claims: ClaimBook | None = None
         try:
@@ -83,10 +86,18 @@ class PipelineReconciler:
             broker = self._resolve_broker(run, claims)
             self._run_parts(run, claims, broker)
         except StepFailedError:
-            pass
+            self._revoke_expired(run, claims)
         if claims is not None:
             self._report_principals(run, claims)
         return self._finish(run)
+
+    def _revoke_expired(self, run: Run, claims: ClaimBook | None = None) -> None:
+        """Expired generations are revoked on time even when the rest of the run cannot proceed."""
+        try:
+            claims = claims or ClaimBook(self._claims, self._cluster, run.pipeline.identity)
+            run.notes.extend(revoke_expired(run.pipeline, claims, self._resolver, run.now))
+        except AdapterError as error:
+            run.note("Warning", "RevocationPending", f"could not revoke an expired credential yet: {error}")
 
     def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget) -> None:
         topic = reconcile_topic(run, claims, broker)

@@ -7,9 +7,12 @@ the namespace check, since the point is to remove what the namespace may no long
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import naming
+from eventpipeline.planning.clock import parse_iso
 from eventpipeline.planning.credentials import plan_removal
 from eventpipeline.reconciler.backends import BrokerBackend, Ownership
 from eventpipeline.reconciler.claims import ClaimBook
@@ -75,4 +78,35 @@ def withdraw_connections(claims: ClaimBook, resolver: Resolver, keep: tuple[str,
         resolver.airflow_by_key(claim.spec.system).connections.delete(claim.spec.name)
         claims.release(claim)
         notes.append(Note("Normal", "AirflowConnectionDeleted", f"deleted Airflow connection {claim.spec.name}"))
+    return notes
+
+
+def revoke_expired(pipeline: PipelineObject, claims: ClaimBook, resolver: Resolver, now: datetime) -> list[Note]:
+    """Revoke previous generations whose grace period is over, whatever else fails or is suspended.
+
+    The normal path revokes them inside a full reconciliation; this one runs when that cannot
+    (spec.suspend, or an earlier part failed), so a credential is never valid past its time.
+    """
+    notes = []
+    for claim in claims.owned("Principal"):
+        record = claim.spec.credential
+        if record is None or record.withdrawn or not record.previous_username or not record.previous_revoke_at:
+            continue
+        if now < parse_iso(record.previous_revoke_at):
+            continue
+        backend = resolver.broker_by_key(claim.spec.system).backend
+        expired = Ownership(frozenset({record.previous_username}), frozenset())
+        for topic in claims.owned("Topic", "DeadLetterTopic"):
+            if topic.spec.system == claim.spec.system:
+                backend.remove_access(topic.spec.name, [], expired, None)
+        backend.revoke_credential(record.previous_username)
+        cleared = record.model_copy(update={"previous_username": None, "previous_revoke_at": None})
+        claims.save(claim, claim.spec.model_copy(update={"credential": cleared}))
+        notes.append(
+            Note(
+                "Normal",
+                "CredentialRevoked",
+                f"principal {claim.spec.principal}: previous generation {record.previous_username} revoked",
+            )
+        )
     return notes

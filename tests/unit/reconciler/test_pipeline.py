@@ -407,3 +407,35 @@ def test_a_refusal_that_needs_a_person_is_not_retried_quickly() -> None:
     world = World()
     world.apply("intruder", "orders", spec())
     assert world.reconcile("intruder", "orders").transient_failure is None
+
+
+def _rotated_world() -> tuple[World, str]:
+    world = _ready_world()
+    old = world.secret("shop", "orders", "app")["username"]
+    world.advance(hours=24)
+    world.reconcile("shop", "orders")
+    assert world.broker.can(old, TOPIC, "produce")
+    return world, old
+
+
+def test_an_expired_generation_is_revoked_on_time_while_the_pipeline_is_suspended() -> None:
+    world, old = _rotated_world()
+    world.apply("shop", "orders", spec(suspend=True))
+    world.advance(minutes=30)
+    world.reconcile("shop", "orders")
+    assert world.broker.can(old, TOPIC, "produce"), "revoked before its grace period ended"
+    world.advance(minutes=30)
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "Suspended")
+    assert old not in world.broker.credentials and not world.broker.can(old, TOPIC, "produce")
+    current = world.secret("shop", "orders", "app")["username"]
+    assert world.broker.can(current, TOPIC, "produce")
+
+
+def test_an_expired_generation_is_revoked_on_time_while_another_part_fails() -> None:
+    world, old = _rotated_world()
+    world.apply("shop", "orders", spec(topic={"config": {"flush.messages": "1"}}))
+    world.advance(hours=1)
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders") == ("False", "TopicConfigNotAllowed")
+    assert old not in world.broker.credentials and not world.broker.can(old, TOPIC, "produce")
