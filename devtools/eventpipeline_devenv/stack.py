@@ -13,7 +13,7 @@ import json
 import os
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,6 @@ from typing import cast
 from eventpipeline_devenv.component import Component
 from eventpipeline_devenv.register import register
 from eventpipeline_devenv.runtime import (
-    ComponentError,
     Layout,
     Reporter,
     is_running,
@@ -176,13 +175,6 @@ def status_lines(layout: Layout) -> list[str]:
         state = "running" if is_running(record) else "stopped"
         lines.append(f"  {record.name:<28} pid {record.pid:<8} {state:<8} log {record.log_path}")
     return lines
-
-
-def exports_for(layout: Layout) -> Mapping[str, str]:
-    info = read_stack(layout)
-    if info is None:
-        raise ComponentError("stack", f"no stack is running in {layout.state_dir}; run `eventpipeline dev up`")
-    return info.exports
 
 
 def log_dir(layout: Layout) -> Path:

@@ -14,19 +14,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from eventpipeline.adapters.airflow import AirflowConnections, AirflowSettings, AirflowTokens
+from eventpipeline.adapters.airflow import AirflowConnections, AirflowDags, AirflowSettings, AirflowTokens
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.kube import Kube, fingerprint
 from eventpipeline.api.airflow_instance import AirflowInstanceSpec
 from eventpipeline.api.common import AirflowInstanceRef, SecretKeyRef
+from eventpipeline.api.resources import REFERENCED_PLURALS
 from eventpipeline.planning import naming
 
-PLURALS = {
-    "ClusterBroker": "clusterbrokers",
-    "Broker": "brokers",
-    "ClusterAirflowInstance": "clusterairflowinstances",
-    "AirflowInstance": "airflowinstances",
-}
+PLURALS = REFERENCED_PLURALS
 
 
 class UnresolvedReferenceError(AdapterError):
@@ -46,6 +42,7 @@ class ResolvedAirflow:
     connections: AirflowConnections
     settings: AirflowSettings
     tokens: AirflowTokens
+    dags: AirflowDags
 
 
 class ReferenceReader:
@@ -84,7 +81,7 @@ class ReferenceReader:
             raise UnresolvedReferenceError(
                 "SecretNotFound", f"{where}: Secret {secret_namespace}/{ref.name} does not exist"
             )
-        data = found[0]
+        data = found.data
         missing = [key for key in keys if key not in data]
         if missing:
             raise UnresolvedReferenceError(
@@ -101,7 +98,7 @@ class ReferenceReader:
         if check_namespace and namespace is not None:
             self._allowed(spec.allowed_namespaces, scope, namespace, where)
         secret = self._secret(spec.credentials_secret_ref, scope, ("username", "password"), where)
-        key = f"{ref.kind}/{scope or ''}/{ref.name}"
+        key = naming.reference_key(ref.kind, scope, ref.name)
         version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret})
         with self._lock:
             cached = self._airflows.get(key)
@@ -109,6 +106,7 @@ class ReferenceReader:
                 return cached[1]
             settings = AirflowSettings(spec.api_url, secret["username"], SecretStr(secret["password"]))
             tokens = AirflowTokens(settings)
-            resolved = ResolvedAirflow(key, spec, AirflowConnections(settings, tokens), settings, tokens)
+            connections, dags = AirflowConnections(settings, tokens), AirflowDags(settings, tokens)
+            resolved = ResolvedAirflow(key, spec, connections, settings, tokens, dags)
             self._airflows[key] = (version, resolved)
             return resolved

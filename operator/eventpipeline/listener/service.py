@@ -196,7 +196,7 @@ class ListenerService:
         found = self._kube.read_secret(namespace, name)
         if found is None:
             return None
-        data = found[0]
+        data = found.data
         return data, fingerprint(data)
 
     # -- Airflow, events ------------------------------------------------------------------------
@@ -212,7 +212,6 @@ class ListenerService:
                 return cached[1].for_namespace(namespace)
             trigger = AirflowTrigger(resolved.settings, resolved.tokens)
             self._triggers[resolved.key] = (resolved.settings, trigger)
-            # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
             # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
             return trigger.for_namespace(namespace)
 

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.pipeline import ListenerStatus
-from eventpipeline.planning.credentials import iso
+from eventpipeline.planning.clock import iso
 
 LOG = logging.getLogger("eventpipeline.listener.status")
 

@@ -66,7 +66,7 @@ def test_example_pipelines_become_ready_and_produce_with_the_snippet(
         topic = kube.get_pipeline(namespace, name)["status"]["topic"]  # type: ignore[index]
         env = {**os.environ, "KUBECONFIG": stack.exports["KUBECONFIG"]}
         produced = subprocess.run(
-            [sys.executable, str(EXAMPLES / "produce.py"), namespace, f"{name}-{producer}-credentials", topic, "{}"],
+            [sys.executable, str(EXAMPLES / "produce.py"), namespace, f"{name}.{producer}.credentials", topic, "{}"],
             env=env,
             capture_output=True,
             text=True,

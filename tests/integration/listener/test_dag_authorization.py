@@ -49,7 +49,7 @@ def wait_topic_and_producer(h: Harness, name: str) -> tuple[str, dict[str, str]]
     def ready() -> tuple[str, dict[str, str]] | None:
         body = h.kube.get_pipeline(h.namespace, name) or {}
         topic = body.get("status", {}).get("topic")
-        secret = h.kube.secret(h.namespace, f"{name}-app-credentials")
+        secret = h.kube.secret(h.namespace, f"{name}.app.credentials")
         return (topic, secret) if topic and secret else None
 
     return eventually(ready, timeout=120, what=f"the topic and producer Secret of {name}")

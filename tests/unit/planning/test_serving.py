@@ -61,7 +61,7 @@ READY_STATUS = {
     "topic": "shop.orders",
     "brokerType": "Kafka",
     "principals": [
-        {"name": "listener", "role": "listener", "secretName": "orders-listener-credentials", "username": "u",
+        {"name": "listener", "role": "listener", "secretName": "orders.listener.credentials", "username": "u",
          "generation": 1},
     ],
 }  # fmt: skip
@@ -74,7 +74,7 @@ def test_a_pipeline_gets_a_worker_once_the_operator_resolved_topic_and_credentia
     config = wanted.config
     assert config.group == "ep.shop.orders.listener"
     assert config.dead_letter_topic == "shop.orders.dlq"
-    assert config.secret_name == "orders-listener-credentials"
+    assert config.secret_name == "orders.listener.credentials"
     assert config.trigger.dag_id == "process"
 
 
