@@ -9,6 +9,8 @@ import fnmatch
 import hashlib
 import re
 
+from eventpipeline.planning.templates import render_topic
+
 PRINCIPAL_PREFIX = "ep"
 DEAD_LETTER_SUFFIX = ".dlq"
 # Characters of a pipeline's uid kept in its principals' names: enough that a pipeline created
@@ -22,13 +24,13 @@ class NamingError(ValueError):
 
 def topic_name(template: str, namespace: str, pipeline: str, requested: str | None) -> str:
     """The topic a pipeline owns: the requested name if it fits the template, else the template's."""
-    default = template.format(namespace=namespace, name=pipeline)
+    default = render_topic(template, namespace, pipeline)
     if requested is None:
         _refuse_dead_letter_name(default, "the pipeline's default topic")
         return default
     _refuse_dead_letter_name(requested, "topic.name")
     if not matches_template(template, namespace, requested):
-        example = template.format(namespace=namespace, name="<anything>")
+        example = render_topic(template, namespace, "<anything>")
         raise NamingError(
             f"topic.name {requested!r} does not match the broker's template {template!r}; "
             f"use a name like {example!r} or leave topic.name out to get {default!r}"
@@ -46,7 +48,7 @@ def _refuse_dead_letter_name(topic: str, what: str) -> None:
 
 def matches_template(template: str, namespace: str, topic: str) -> bool:
     """Whether `topic` is a name the template allows in `namespace` (`{name}` is free)."""
-    prefix, _, suffix = template.format(namespace=namespace, name="\0").partition("\0")
+    prefix, _, suffix = render_topic(template, namespace, "\0").partition("\0")
     pattern = re.escape(prefix) + r"[a-zA-Z0-9._-]+" + re.escape(suffix)
     return re.fullmatch(pattern, topic) is not None
 

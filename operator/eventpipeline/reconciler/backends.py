@@ -17,6 +17,7 @@ from eventpipeline.adapters.kafka import KafkaAdmin, new_password
 from eventpipeline.adapters.pulsar import PulsarAdmin, PulsarTopic, mint_token, token_expiry
 from eventpipeline.planning import access, secrets
 from eventpipeline.planning.principals import Grantee
+from eventpipeline.planning.templates import NAMESPACE_PLACEHOLDER
 from eventpipeline.planning.topic import DesiredTopic, plan_topic
 
 
@@ -215,7 +216,8 @@ class PulsarBackend:
         self._admin.ping()
 
     def locate(self, topic: str, namespace: str) -> str:
-        return PulsarTopic(self._tenant, self._namespace_template.format(namespace=namespace), topic).full_name
+        pulsar_namespace = self._namespace_template.replace(NAMESPACE_PLACEHOLDER, namespace)
+        return PulsarTopic(self._tenant, pulsar_namespace, topic).full_name
 
     def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
         topic = PulsarTopic.parse(desired.name)
