@@ -127,7 +127,7 @@ def test_image_runs_the_cli_as_its_non_root_user(image: str) -> None:
 
 
 def test_image_holds_controller_and_listener_with_their_clients(image: str) -> None:
-    modules = "kopf, confluent_kafka, pulsar, airflow_client, eventpipeline.handlers, eventpipeline.listener.service"
+    modules = "kopf, confluent_kafka, pulsar, httpx, eventpipeline.handlers, eventpipeline.listener.service"
     assert _in_image(image, "python", "-c", f"import {modules}; print('ok')").strip() == "ok"
 
 
