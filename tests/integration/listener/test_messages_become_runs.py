@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from eventpipeline_devenv.airflow_api import write_dag
@@ -21,11 +20,9 @@ from eventpipeline_devenv.runtime import Layout
 from tests.integration.listener.broker_cases import BOTH, KAFKA, BrokerCase
 from tests.integration.listener.brokers import (
     kafka_committed,
-    kafka_delete_scram_user,
     kafka_end_offsets,
     kafka_produce,
     kafka_read_all,
-    pulsar_produce,
 )
 from tests.integration.listener.conftest import Airflow, Harness, listener_status, wait_ready
 from tests.integration.support import eventually
@@ -158,6 +155,34 @@ def test_replay_from_before_the_first_message_creates_no_new_runs(harness: Harne
     assert any(reason == "Replayed" for _, reason, _ in kube.events(namespace, "replay"))
 
 
+@BOTH
+def test_access_taken_away_by_hand_is_reported_and_the_listener_recovers_once_repaired(
+    harness: Harness, broker: BrokerCase
+) -> None:
+    h = harness
+    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
+    kube.create_pipeline(namespace, "denied", spec(broker.cluster_broker, dag_id))
+    body = wait_ready(kube, namespace, "denied")
+    h.operator.send_signal(signal.SIGSTOP)  # nothing repairs it until the test says so
+    try:
+        broker.break_listener_access(h.stack.exports, body["status"])
+        h.listener_factory(f"{namespace}/denied")
+        status = eventually(
+            lambda: (s := listener_status(kube, namespace, "denied")).get("error") and s,
+            timeout=60,
+            what="status.listener.error",
+        )
+        assert broker.broken_access_error in status["error"], status["error"]
+    finally:
+        h.operator.send_signal(signal.SIGCONT)
+    # The operator repairs the credential or grant; the listener recovers without a restart.
+    producer = kube.secret(namespace, "denied.app.credentials")
+    assert producer is not None
+    broker.produce(producer, body["status"]["topic"], ["after-repair"])
+    wait_runs(airflow, dag_id, run_prefix(namespace, "denied"), 1, timeout=120)
+    eventually(lambda: "error" not in listener_status(kube, namespace, "denied"), timeout=30, what="error cleared")
+
+
 # -- Kafka: dead letters, outages, credentials, asset events ---------------------------------
 
 
@@ -268,33 +293,6 @@ def test_an_airflow_outage_loses_nothing(harness: Harness, airflow_api_server: i
     eventually(lambda: "error" not in listener_status(kube, namespace, "outage"), timeout=30, what="the error to clear")
 
 
-def test_a_revoked_listener_credential_is_reported_in_status(harness: Harness) -> None:
-    h = harness
-    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
-    kube.create_pipeline(namespace, "revoked", spec("local-kafka", dag_id))
-    body = wait_ready(kube, namespace, "revoked")
-    topic = body["status"]["topic"]
-    username = next(p["username"] for p in body["status"]["principals"] if p["name"] == "listener")
-    h.operator.send_signal(signal.SIGSTOP)  # nothing repairs the credential until the test says so
-    try:
-        kafka_delete_scram_user(h.stack.exports, username)
-        h.listener_factory(f"{namespace}/revoked")
-        status = eventually(
-            lambda: (s := listener_status(kube, namespace, "revoked")).get("error") and s,
-            timeout=60,
-            what="status.listener.error",
-        )
-        assert "credential" in status["error"], status["error"]
-    finally:
-        h.operator.send_signal(signal.SIGCONT)
-    # The operator re-issues the credential; the listener picks up the new Secret without a restart.
-    producer = kube.secret(namespace, "revoked.app.credentials")
-    assert producer is not None
-    kafka_produce(producer, topic, ["after-repair"])
-    wait_runs(airflow, dag_id, run_prefix(namespace, "revoked"), 1, timeout=90)
-    eventually(lambda: "error" not in listener_status(kube, namespace, "revoked"), timeout=30, what="error cleared")
-
-
 def test_a_rotated_listener_credential_is_picked_up_without_a_restart(harness: Harness) -> None:
     h = harness
     kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
@@ -324,39 +322,6 @@ def test_a_rotated_listener_credential_is_picked_up_without_a_restart(harness: H
     assert_exactly(airflow, dag_id, prefix, values("before", 10) + values("after", 10))
     assert listener.alive(), "the listener was not restarted"
     assert "listener Secret changed; reconnecting" in listener.log_path.read_text()
-
-
-def test_a_revoked_pulsar_grant_is_reported_and_the_listener_recovers_once_repaired(harness: Harness) -> None:
-    h = harness
-    kube, namespace, dag_id, airflow = h.kube, h.namespace, h.dag_id, h.airflow
-    kube.create_pipeline(namespace, "denied", spec("local-pulsar", dag_id))
-    body = wait_ready(kube, namespace, "denied")
-    topic = body["status"]["topic"]
-    role = next(p["username"] for p in body["status"]["principals"] if p["name"] == "listener")
-    path = "/admin/v2/persistent/" + topic.removeprefix("persistent://") + f"/permissions/{role}"
-    exports = h.stack.exports
-    h.operator.send_signal(signal.SIGSTOP)  # nothing re-grants until the test says so
-    try:
-        revoked = httpx.delete(
-            exports["PULSAR_ADMIN_URL"] + path,
-            headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
-            timeout=15,
-        )
-        assert revoked.status_code in (200, 204), revoked.text
-        h.listener_factory(f"{namespace}/denied")
-        status = eventually(
-            lambda: (s := listener_status(kube, namespace, "denied")).get("error") and s,
-            timeout=60,
-            what="status.listener.error",
-        )
-        assert "Pulsar denied" in status["error"], status["error"]
-    finally:
-        h.operator.send_signal(signal.SIGCONT)
-    producer = kube.secret(namespace, "denied.app.credentials")
-    assert producer is not None
-    pulsar_produce(producer, topic, ["after-repair"])
-    wait_runs(airflow, dag_id, run_prefix(namespace, "denied"), 1, timeout=120)
-    eventually(lambda: "error" not in listener_status(kube, namespace, "denied"), timeout=30, what="error cleared")
 
 
 ASSET_DAG = """\
