@@ -144,16 +144,20 @@ class Kube:
 
     @counted("kubernetes")
     def write_secret(
-        self, namespace: str, name: str, data: dict[str, str], owner: Owner, labels: dict[str, str]
+        self, namespace: str, name: str, data: dict[str, str], owner: Owner | None, labels: dict[str, str]
     ) -> None:
-        """Create or replace an owned Secret, annotated with the fingerprint of its data."""
+        """Create or replace a Secret, annotated with the fingerprint of its data.
+
+        `owner` None: a Secret in another namespace than its pipeline (owner references cannot
+        cross namespaces), removed by the operator itself.
+        """
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=namespace,
                 labels={**labels, MANAGED_BY_LABEL: MANAGER},
                 annotations={FINGERPRINT_ANNOTATION: fingerprint(data)},
-                owner_references=[owner.reference()],
+                owner_references=[owner.reference()] if owner is not None else None,
             ),
             type="Opaque",
             string_data=data,

@@ -14,6 +14,7 @@ import kopf
 from eventpipeline.adapters.claims import KubeClaims
 from eventpipeline.adapters.kube import Kube, load_configuration
 from eventpipeline.api.common import GROUP
+from eventpipeline.planning import naming
 from eventpipeline.planning.reference_policy import allow_namespaced_references
 from eventpipeline.reconciler.pipeline import PipelineReconciler
 from eventpipeline.reconciler.references import References
@@ -55,7 +56,11 @@ def services() -> Services:
         kube = Kube()
         references = References(kube)
         reconciler = PipelineReconciler(
-            kube, KubeClaims(), references, allow_namespaced_references=allow_namespaced_references(os.environ)
+            kube,
+            KubeClaims(),
+            references,
+            allow_namespaced_references=allow_namespaced_references(os.environ),
+            listener_namespace=os.environ.get(naming.LISTENER_NAMESPACE_ENV, naming.DEFAULT_LISTENER_NAMESPACE),
         )
         _services = Services(kube, references, reconciler)
     return _services

@@ -100,6 +100,20 @@ def secret_name(pipeline: str, principal: str) -> str:
     return f"{pipeline}.{principal}.credentials"
 
 
+# Where the trigger listener runs: the controller hands each pipeline's listener credential to
+# it there, so the listener reads and watches Secrets of its own namespace only.
+LISTENER_NAMESPACE_ENV = "EVENTPIPELINE_LISTENER_NAMESPACE"
+DEFAULT_LISTENER_NAMESPACE = "eventpipeline-system"
+
+
+def listener_secret_name(namespace: str, pipeline: str) -> str:
+    """The listener's copy of a pipeline's listener credential, in the listener's namespace.
+
+    Namespaces hold no dots, so no two pipelines share the name.
+    """
+    return f"listener.{namespace}.{pipeline}"
+
+
 def connection_id(namespace: str, pipeline: str, requested: str | None) -> str:
     """Airflow connection id: the requested one, else `<namespace>.<pipeline>`.
 
@@ -135,7 +149,9 @@ def namespace_allowed(patterns: list[str], namespace: str) -> bool:
 # Airflow 3 accepts run ids of at most 250 characters matching `^[A-Za-z0-9_.~:+-]+$`
 # ([scheduler] allowed_run_id_pattern) and refuses ".." anywhere (path traversal guard).
 RUN_ID_MAX_LENGTH = 250
-_RUN_ID_TOPIC_MAX_LENGTH = 160
+# Room for the rest: a Pulsar message id (four 64-bit numbers) and the incarnation.
+_RUN_ID_TOPIC_MAX_LENGTH = 140
+INCARNATION_LENGTH = 10
 
 
 def _run_id_topic(topic: str) -> str:
@@ -148,12 +164,25 @@ def _run_id_topic(topic: str) -> str:
     return f"{readable}~{digest}"
 
 
-def kafka_run_id(topic: str, partition: int, offset: int) -> str:
-    """Deterministic DAG run id of a Kafka message: the same message always gives the same run."""
-    return f"ep__{_run_id_topic(topic)}__{partition}__{offset}"
+def topic_incarnation(broker_key: str, topic_identity: str) -> str:
+    """A short hash of what makes one topic one incarnation on one cluster.
+
+    `broker_key` is the pipeline's brokerRef (`reference_key`): two brokers with topics of the same
+    name differ. `topic_identity` is what the broker gives a topic at creation (Kafka: the topic
+    id, a UUID; Pulsar: the full topic name, since its ledger ids, part of every message id, are
+    unique per cluster): a deleted and recreated topic differs. Both stay the same for the life
+    of a topic, so the same message always gets the same run id.
+    """
+    return hashlib.sha256(f"{broker_key}\n{topic_identity}".encode()).hexdigest()[:INCARNATION_LENGTH]
 
 
-def pulsar_run_id(topic: str, message_id: str) -> str:
+def kafka_run_id(topic: str, incarnation: str, partition: int, offset: int) -> str:
+    """Deterministic DAG run id of a Kafka message: the same message always gives the same run,
+    and no other message (another incarnation of the topic, another cluster) gives it."""
+    return f"ep__{_run_id_topic(topic)}__{incarnation}__{partition}__{offset}"
+
+
+def pulsar_run_id(topic: str, incarnation: str, message_id: str) -> str:
     """Deterministic DAG run id of a Pulsar message (ledger:entry:partition:batch)."""
     short_topic = topic.rsplit("/", 1)[-1]
-    return f"ep__{_run_id_topic(short_topic)}__{message_id}"
+    return f"ep__{_run_id_topic(short_topic)}__{incarnation}__{message_id}"

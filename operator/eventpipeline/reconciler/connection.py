@@ -51,7 +51,7 @@ def reconcile_connection(
             _withdraw(run, claims, resolver, keep=None)  # the namespace may no longer use the instance
             raise
         claim = _claim(run, claims, target, connection_id)
-        data = credentials.secret_data(listener.secret_name)
+        data = credentials.listener_credential(listener.secret_name)
         if data is None or listener.plan.record is None:
             raise run.fail(CONDITION, "CredentialMissing", f"Secret {listener.secret_name} is missing")
         credential = SecretStr(data.get("password") or data.get("token") or "")

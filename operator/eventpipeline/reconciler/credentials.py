@@ -22,6 +22,7 @@ from eventpipeline.adapters.kube import (
     fingerprint,
 )
 from eventpipeline.api.common import parse_duration
+from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import naming
 from eventpipeline.planning.credentials import (
     CredentialPlan,
@@ -33,7 +34,7 @@ from eventpipeline.planning.credentials import (
 from eventpipeline.planning.principals import ManagedPrincipal, managed_principals
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.ports import BrokerTarget, ClusterState
-from eventpipeline.reconciler.run import Run
+from eventpipeline.reconciler.run import PipelineObject, Run
 
 CONDITION = "CredentialsReady"
 
@@ -51,12 +52,20 @@ class PrincipalPlan:
 class CredentialsStep:
     """Observe and plan every principal's credential, then apply in three phases around access."""
 
-    def __init__(self, run: Run, claims: ClaimBook, broker: BrokerTarget, cluster: ClusterState) -> None:
+    def __init__(
+        self,
+        run: Run,
+        claims: ClaimBook,
+        broker: BrokerTarget,
+        cluster: ClusterState,
+        listener_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
+    ) -> None:
         self._run = run
         self._claims = claims
         self._broker = broker
         self._cluster = cluster
         self._secret_data: dict[str, dict[str, str]] = {}
+        self.listener_handoff = ListenerHandoff(cluster, run.pipeline, listener_namespace)
 
     # -- observe + plan ------------------------------------------------------------------
 
@@ -76,7 +85,9 @@ class CredentialsStep:
                     username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
                     role=principal.role,
                     record=record,
-                    observed=None if record is None or record.withdrawn else self._observe(secret, record.username),
+                    observed=None
+                    if record is None or record.withdrawn
+                    else self._observe(principal, secret, record.username),
                     now=run.now,
                     policy=policy,
                     rotate_request=pipeline.rotate_request,
@@ -116,12 +127,11 @@ class CredentialsStep:
             )
         return found
 
-    def _observe(self, secret: SecretView | None, username: str) -> ObservedCredential:
-        intact = (
-            secret is not None
-            and secret.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(secret.data)
-            and secret.data.get("username", secret.data.get("role")) == username
-        )
+    def _observe(self, principal: ManagedPrincipal, secret: SecretView | None, username: str) -> ObservedCredential:
+        intact = _holds(secret, username)
+        if principal.role == "listener":
+            # The listener's own copy must hold it too: it is written only from freshly issued data.
+            intact = intact and _holds(self.listener_handoff.read(), username)
         return ObservedCredential(secret_intact=intact, on_broker=self._broker.backend.credential_exists(username))
 
     # -- apply ---------------------------------------------------------------------------
@@ -177,6 +187,8 @@ class CredentialsStep:
                 if data is not None and item.principal is not None:
                     labels = {PIPELINE_LABEL: pipeline.name, PRINCIPAL_LABEL: item.principal.name}
                     self._cluster.write_secret(pipeline.namespace, item.secret_name, data, pipeline.owner, labels)
+                    if item.principal.role == "listener":
+                        self.listener_handoff.write(data)
 
         self._guarded(write)
 
@@ -193,6 +205,8 @@ class CredentialsStep:
                 found = self._cluster.read_secret(pipeline.namespace, item.secret_name)
                 if found is not None and found.owned_by(pipeline.uid):
                     self._cluster.delete_secret(pipeline.namespace, item.secret_name)
+                if item.claim.spec.credential is not None and item.claim.spec.credential.role == "listener":
+                    self.listener_handoff.delete()
                 self._run.note(
                     "Normal",
                     "PrincipalRemoved",
@@ -208,15 +222,49 @@ class CredentialsStep:
             current = self._claims.find("Principal", item.claim.spec.system, item.claim.spec.name) or item.claim
             self._claims.save(current, current.spec.model_copy(update={"credential": item.plan.record}))
 
-    def secret_data(self, secret_name: str) -> dict[str, str] | None:
-        """A principal's Secret as it stands after this run: just issued, or as stored."""
+    def listener_credential(self, secret_name: str) -> dict[str, str] | None:
+        """The listener's credential after this run: just issued, or the listener's own copy —
+        never the tenant's Secret, whose values its namespace can edit."""
         if secret_name in self._secret_data:
             return self._secret_data[secret_name]
-        found = self._cluster.read_secret(self._run.pipeline.namespace, secret_name)
-        return found.data if found is not None and found.owned_by(self._run.pipeline.uid) else None
+        found = self.listener_handoff.read()
+        return found.data if found is not None else None
 
     def _guarded(self, action: Callable[[], None]) -> None:
         try:
             action()
         except AdapterError as error:
             raise self._run.fail(CONDITION, error.reason, str(error)) from error
+
+
+def _holds(secret: SecretView | None, username: str) -> bool:
+    """Whether a Secret is unedited (its data matches the fingerprint written with it) and holds `username`."""
+    return (
+        secret is not None
+        and secret.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(secret.data)
+        and secret.data.get("username", secret.data.get("role")) == username
+    )
+
+
+class ListenerHandoff:
+    """The listener's copy of a pipeline's listener credential, in the listener's own namespace.
+
+    The listener reads and watches Secrets there only, and what it connects to (bootstrap
+    servers, service URL) comes from the broker resource, never from a Secret a tenant can edit.
+    """
+
+    def __init__(self, cluster: ClusterState, pipeline: PipelineObject, namespace: str) -> None:
+        self._cluster = cluster
+        self._pipeline = pipeline
+        self.namespace = namespace
+        self.name = naming.listener_secret_name(pipeline.namespace, pipeline.name)
+
+    def read(self) -> SecretView | None:
+        return self._cluster.read_secret(self.namespace, self.name)
+
+    def write(self, data: dict[str, str]) -> None:
+        labels = {PIPELINE_LABEL: self._pipeline.name, PRINCIPAL_LABEL: LISTENER_PRINCIPAL}
+        self._cluster.write_secret(self.namespace, self.name, data, None, labels)
+
+    def delete(self) -> None:
+        self._cluster.delete_secret(self.namespace, self.name)

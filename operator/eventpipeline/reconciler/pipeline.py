@@ -64,12 +64,14 @@ class PipelineReconciler:
         clock: Callable[[], datetime] = utcnow,
         *,
         allow_namespaced_references: bool = False,
+        listener_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
     ) -> None:
         self._cluster = cluster
         self._claims = claims
         self._resolver = resolver
         self._clock = clock
         self._allow_namespaced = allow_namespaced_references
+        self._listener_namespace = listener_namespace
 
     def reconcile(self, pipeline: PipelineObject) -> Reconciled:
         run = Run(pipeline, self._clock(), pipeline.status.model_copy(deep=True))
@@ -101,7 +103,7 @@ class PipelineReconciler:
 
     def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget) -> None:
         topic = reconcile_topic(run, claims, broker)
-        credentials = CredentialsStep(run, claims, broker, self._cluster)
+        credentials = CredentialsStep(run, claims, broker, self._cluster, self._listener_namespace)
         plans = credentials.plan()
         credentials.record_new_generations(plans)
         credentials.issue(plans)
@@ -155,6 +157,9 @@ class PipelineReconciler:
         try:
             for system in systems:
                 run.notes.extend(withdraw_broker_access(pipeline, claims, self._resolver, self._cluster, system))
+            self._cluster.delete_secret(
+                self._listener_namespace, naming.listener_secret_name(pipeline.namespace, pipeline.name)
+            )
             run.notes.extend(withdraw_connections(claims, self._resolver))
         except AdapterError as error:
             run.note("Warning", "AccessWithdrawalPending", f"could not withdraw access yet, will retry: {error}")
@@ -205,4 +210,8 @@ class PipelineReconciler:
 
     def finalize(self, pipeline: PipelineObject) -> list[Note]:
         """Remove what the pipeline's claims record; raises AdapterError for the caller to retry."""
-        return finalize(pipeline, ClaimBook(self._claims, self._cluster, pipeline.identity), self._resolver)
+        notes = finalize(pipeline, ClaimBook(self._claims, self._cluster, pipeline.identity), self._resolver)
+        self._cluster.delete_secret(
+            self._listener_namespace, naming.listener_secret_name(pipeline.namespace, pipeline.name)
+        )
+        return notes

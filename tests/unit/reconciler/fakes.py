@@ -94,11 +94,10 @@ class FakeCluster:
         return SecretView(dict(found.data), dict(found.annotations), frozenset(found.owner_uids))
 
     def write_secret(
-        self, namespace: str, name: str, data: dict[str, str], owner: Owner, labels: dict[str, str]
+        self, namespace: str, name: str, data: dict[str, str], owner: Owner | None, labels: dict[str, str]
     ) -> None:
-        self.secrets[(namespace, name)] = StoredSecret(
-            dict(data), {FINGERPRINT_ANNOTATION: fingerprint(data)}, {owner.uid}
-        )
+        owners = {owner.uid} if owner is not None else set()
+        self.secrets[(namespace, name)] = StoredSecret(dict(data), {FINGERPRINT_ANNOTATION: fingerprint(data)}, owners)
 
     def delete_secret(self, namespace: str, name: str) -> None:
         self.secrets.pop((namespace, name), None)

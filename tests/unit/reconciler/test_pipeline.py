@@ -439,3 +439,43 @@ def test_an_expired_generation_is_revoked_on_time_while_another_part_fails() -> 
     world.reconcile("shop", "orders")
     assert world.condition("shop", "orders") == ("False", "TopicConfigNotAllowed")
     assert old not in world.broker.credentials and not world.broker.can(old, TOPIC, "produce")
+
+
+LISTENER_COPY = ("eventpipeline-system", naming.listener_secret_name("shop", "orders"))
+
+
+def test_the_listener_gets_its_credential_in_its_own_namespace() -> None:
+    world = _ready_world()
+    copy = world.cluster.data(*LISTENER_COPY)
+    assert copy == world.secret("shop", "orders", "listener")
+    assert world.cluster.secrets[LISTENER_COPY].owner_uids == set()  # no owner across namespaces
+
+
+def test_a_tenant_editing_its_listener_secret_never_reaches_the_listeners_copy() -> None:
+    world = _ready_world()
+    key = ("shop", naming.secret_name("orders", "listener"))
+    world.cluster.secrets[key].data["bootstrap.servers"] = "attacker.example:9092"
+    world.reconcile("shop", "orders")
+    copy = world.cluster.data(*LISTENER_COPY)
+    assert "attacker.example:9092" not in copy.values()
+    assert world.connections.items["shop.orders"]["password"] == copy["password"]
+
+
+def test_a_missing_listener_copy_is_reissued() -> None:
+    world = _ready_world()
+    del world.cluster.secrets[LISTENER_COPY]
+    world.reconcile("shop", "orders")
+    copy = world.cluster.data(*LISTENER_COPY)
+    assert world.broker.credentials[copy["username"]] == copy["password"]
+
+
+def test_deletion_and_withdrawal_remove_the_listeners_copy() -> None:
+    world = _ready_world()
+    world.resolver.allowed.discard("shop")
+    world.reconcile("shop", "orders")
+    assert LISTENER_COPY not in world.cluster.secrets
+    world.resolver.allowed.add("shop")
+    world.reconcile("shop", "orders")
+    assert LISTENER_COPY in world.cluster.secrets
+    world.delete("shop", "orders")
+    assert LISTENER_COPY not in world.cluster.secrets
