@@ -90,6 +90,9 @@ app.kubernetes.io/component: {{ .component }}
       fieldPath: metadata.namespace
 - name: EVENTPIPELINE_ALLOW_NAMESPACED_REFERENCES
   value: {{ .Values.tenancy.allowNamespacedReferences | quote }}
+# The controller hands each pipeline's listener credential to the listener here.
+- name: EVENTPIPELINE_LISTENER_NAMESPACE
+  value: {{ .Release.Namespace | quote }}
 {{- end -}}
 
 {{/* The writable scratch directory of a read-only root filesystem. */}}

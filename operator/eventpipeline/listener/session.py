@@ -92,7 +92,7 @@ class Session:
         config = self._config
         self._reconnect.clear()
         try:
-            found = self._read_secret(config.namespace, config.secret_name)
+            found = self._read_secret(config.secret_namespace, config.secret_name)
         except Exception as error:
             self._source_error(f"cannot read Secret {config.secret_name}: {type(error).__name__}: {error}")
             return None

@@ -357,8 +357,21 @@ def test_listener_cluster_role_grants_exactly_what_the_listener_calls() -> None:
     modules = closure("eventpipeline.listener")
     assert any(name != "eventpipeline.listener" for name in modules), "the listener imports nothing of ours?"
     needed = called_permissions(modules)
-    given = granted("listener.yaml")
+    given = granted("listener.yaml") | granted("listener-namespace.yaml")
     assert needed == given, _difference(needed, given)
+
+
+def test_the_listener_lists_and_watches_secrets_of_its_own_namespace_only() -> None:
+    """Cluster-wide it may only `get` a Secret by name (the Airflow instance's credential)."""
+    assert ("", "secrets", "list") not in granted("listener.yaml")
+    assert ("", "secrets", "watch") not in granted("listener.yaml")
+    calls = {
+        node.func.attr
+        for module in closure("eventpipeline.listener").values()
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    }
+    assert "list_secret_for_all_namespaces" not in calls
 
 
 def test_derivation_sees_the_calls_it_must() -> None:

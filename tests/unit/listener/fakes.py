@@ -168,6 +168,6 @@ def config(dead_letter: bool = True, **retry: Any) -> PipelineConfig:
     spec = RetrySpec(**{"limit": 2, "backoff": "1s", "maxBackoff": "10s", **retry})
     trigger = TriggerSpec(dag_id="d", max_in_flight=4, retry=spec)
     return PipelineConfig(
-        "ns", "p", "uid", "Kafka", "t", "t.dlq" if dead_letter else None, "g", "s", trigger,
+        "ns", "p", "uid", "Kafka", "t", "t.dlq" if dead_letter else None, "g", "s", "listeners", trigger,
         AirflowInstanceRef(name="a"),
     )  # fmt: skip

@@ -74,7 +74,8 @@ def test_a_pipeline_gets_a_worker_once_the_operator_resolved_topic_and_credentia
     config = wanted.config
     assert config.group == "ep.shop.orders.listener"
     assert config.dead_letter_topic == "shop.orders.dlq"
-    assert config.secret_name == "orders.listener.credentials"
+    # The listener's own copy in its own namespace, never a name taken from status.
+    assert (config.secret_namespace, config.secret_name) == ("eventpipeline-system", "listener.shop.orders")
     assert config.trigger.dag_id == "process"
 
 
