@@ -41,6 +41,7 @@ from kubernetes import client, config
 
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
+from eventpipeline_devenv.clients import kafka_settings
 from eventpipeline_devenv.runtime import Layout, free_port
 
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
@@ -140,16 +141,7 @@ def secret(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, str]:
 
 
 def producer_for(data: Mapping[str, str]) -> Producer:
-    return Producer(
-        {
-            "bootstrap.servers": data["bootstrap.servers"],
-            "security.protocol": data["security.protocol"],
-            "sasl.mechanism": data["sasl.mechanism"],
-            "sasl.username": data["username"],
-            "sasl.password": data["password"],
-            "linger.ms": 5,
-        }
-    )
+    return Producer({**kafka_settings(data), "linger.ms": 5})
 
 
 def runs_created(metrics_port: int, pipeline: str) -> int:
@@ -232,7 +224,7 @@ def idle_rss(exports: Mapping[str, str], count: int) -> tuple[float, float]:
     for index in range(count):
         pipeline = PipelineConfig(
             "bench-idle", f"idle-{index}", "", "Kafka", topic, None, f"bench-idle-{uuid.uuid4().hex[:6]}-{index}",
-            "unused", TriggerSpec(dag_id="unused"), AirflowInstanceRef(name="local"),
+            "unused", "unused", TriggerSpec(dag_id="unused"), AirflowInstanceRef(name="local"),
         )  # fmt: skip
         worker = Worker(
             pipeline,

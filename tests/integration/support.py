@@ -13,9 +13,10 @@ from confluent_kafka import KafkaError, Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
+from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning import naming
 from eventpipeline.planning.secrets import CA_KEY
+from eventpipeline_devenv.clients import kafka_settings
 
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
 T = TypeVar("T")
@@ -118,17 +119,7 @@ class Kube:
 
 def kafka_producer(secret: Mapping[str, str]) -> Producer:
     """A producer configured from a pipeline Secret's keys, as an application would build it."""
-    return Producer(
-        {
-            "bootstrap.servers": secret["bootstrap.servers"],
-            "security.protocol": secret["security.protocol"],
-            "sasl.mechanism": secret["sasl.mechanism"],
-            "sasl.username": secret["username"],
-            "sasl.password": secret["password"],
-            "message.timeout.ms": 10000,
-            **kafka_tls_settings(secret),  # ca.crt on SASL_SSL
-        }
-    )
+    return Producer({**kafka_settings(secret), "message.timeout.ms": 10000})
 
 
 def kafka_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> KafkaError | None:

@@ -9,21 +9,11 @@ import pulsar
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
+from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning.secrets import CA_KEY
+from eventpipeline_devenv.clients import kafka_settings
 
 TIMEOUT = 15
-
-
-def kafka_settings(secret: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": secret["bootstrap.servers"],
-        "security.protocol": secret["security.protocol"],
-        "sasl.mechanism": secret["sasl.mechanism"],
-        "sasl.username": secret["username"],
-        "sasl.password": secret["password"],
-        **kafka_tls_settings(secret),  # ca.crt on SASL_SSL
-    }
 
 
 def kafka_admin_settings(exports: Mapping[str, str]) -> dict[str, Any]:
