@@ -103,6 +103,8 @@ def test_default_values_render_controller_listener_and_least_privilege_rbac(tool
         "ClusterRoleBinding/ep-eventpipeline-operator-controller",
         "ClusterRoleBinding/ep-eventpipeline-operator-listener",
         "Deployment/ep-eventpipeline-operator-controller",
+        "Role/ep-eventpipeline-operator-listener",
+        "RoleBinding/ep-eventpipeline-operator-listener",
         "Service/ep-eventpipeline-operator-controller",
         "Service/ep-eventpipeline-operator-listener",
         "ServiceAccount/ep-eventpipeline-operator-controller",
@@ -112,6 +114,9 @@ def test_default_values_render_controller_listener_and_least_privilege_rbac(tool
     roles = {o["metadata"]["name"]: o["rules"] for o in objects if o["kind"] == "ClusterRole"}
     assert roles["ep-eventpipeline-operator-controller"] == _rules("controller.yaml")
     assert roles["ep-eventpipeline-operator-listener"] == _rules("listener.yaml")
+    own_namespace = next(o for o in objects if o["kind"] == "Role")
+    assert own_namespace["metadata"]["namespace"] == "eventpipeline-system"
+    assert own_namespace["rules"] == _rules("listener-namespace.yaml")
     controller = next(o for o in objects if o["kind"] == "Deployment")
     assert controller["spec"]["replicas"] == 1
     assert controller["spec"]["strategy"] == {"type": "Recreate"}
@@ -224,7 +229,8 @@ def test_rendered_manifests_pass_a_server_side_dry_run(tools: Tools, namespace: 
 def _release_objects(tools: Tools, release: str, namespace: str) -> list[str]:
     selector = f"{RELEASE_LABEL}={release}"
     namespaced = (
-        "deployments,statefulsets,services,serviceaccounts,configmaps,networkpolicies,servicemonitors,prometheusrules"
+        "deployments,statefulsets,services,serviceaccounts,configmaps,networkpolicies,servicemonitors,"
+        "prometheusrules,roles,rolebindings"
     )
     found = tools.kubectl_run("get", namespaced, "-n", namespace, "-l", selector, "-o", "name").split()
     cluster = "clusterroles,clusterrolebindings,clusterkopfpeerings"
@@ -255,6 +261,8 @@ def test_helm_install_creates_everything_and_uninstall_leaves_only_what_the_user
         f"networkpolicy.networking.k8s.io/{release}-controller",
         f"networkpolicy.networking.k8s.io/{release}-listener",
         f"prometheusrule.monitoring.coreos.com/{release}",
+        f"role.rbac.authorization.k8s.io/{release}-listener",
+        f"rolebinding.rbac.authorization.k8s.io/{release}-listener",
         f"service/{release}-controller",
         f"service/{release}-listener",
         "serviceaccount/ep-full-listener",
