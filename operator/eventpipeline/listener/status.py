@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.pipeline import ListenerStatus
+from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.planning.clock import iso
 
 LOG = logging.getLogger("eventpipeline.listener.status")
@@ -94,14 +95,14 @@ class StatusWriter:
         namespace, name = key.split("/", 1)
         body = {**listener, "updatedAt": iso(datetime.now(UTC))}
         # Keys that are gone (an error that cleared) must be nulled out in a merge patch.
-        for field in ("error", "lag", "replay", "replayRequest", "lastRunId"):
+        for field in ("error", "lag", "replay", "replayRequest", "lastRunId", "stalledPartitions", "throttled"):
             body.setdefault(field, None)
         try:
             self._custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 namespace,
-                "eventpipelines",
+                EVENT_PIPELINE.plural,
                 name,
                 {"status": {"listener": body}},
                 _content_type="application/merge-patch+json",
