@@ -277,8 +277,9 @@ def _is_topic_override(entry: ConfigEntry) -> bool:
     return bool(source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
 
 
-def _binding(acl: KafkaAcl) -> AclBinding:
-    return AclBinding(
+def _binding_fields(acl: KafkaAcl) -> tuple[Any, ...]:
+    """An ACL as librdkafka's binding and filter constructors both take it: LITERAL, any host, ALLOW."""
+    return (
         ResourceType[acl.resource_type],
         acl.resource_name,
         ResourcePatternType.LITERAL,
@@ -287,18 +288,14 @@ def _binding(acl: KafkaAcl) -> AclBinding:
         AclOperation[acl.operation],
         AclPermissionType.ALLOW,
     )
+
+
+def _binding(acl: KafkaAcl) -> AclBinding:
+    return AclBinding(*_binding_fields(acl))
 
 
 def _binding_filter(acl: KafkaAcl) -> AclBindingFilter:
-    return AclBindingFilter(
-        ResourceType[acl.resource_type],
-        acl.resource_name,
-        ResourcePatternType.LITERAL,
-        acl.principal,
-        "*",
-        AclOperation[acl.operation],
-        AclPermissionType.ALLOW,
-    )
+    return AclBindingFilter(*_binding_fields(acl))
 
 
 def new_password() -> SecretStr:
