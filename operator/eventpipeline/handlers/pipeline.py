@@ -101,6 +101,10 @@ def finalize(*, body: kopf.Body, retry: int, **_: Any) -> None:
             notes = context.services().reconciler.finalize(pipeline)
     except AdapterError as error:
         delay = context.delete_backoff(retry)
+        services = context.services()
+        pending = services.reconciler.pending_cleanup(pipeline, str(error))
+        conditions = [wire(condition) for condition in pending.conditions]
+        services.kube.patch_status(EVENT_PIPELINE.plural, pipeline.name, pipeline.namespace, {"conditions": conditions})
         kopf.event(
             body,
             type="Warning",

@@ -208,6 +208,20 @@ class PipelineReconciler:
                 run.note(level, condition.reason, f"{condition.type}={condition.status}: {condition.message}")
         return Reconciled(run.report, run.notes)
 
+    def pending_cleanup(self, pipeline: PipelineObject, error: str) -> EventPipelineStatus:
+        """The status to show while deletion waits: what is still recorded, and why it is not gone yet."""
+        try:
+            claims = ClaimBook(self._claims, self._cluster, pipeline.identity).owned()
+            left = ", ".join(f"{claim.spec.kind} {claim.spec.name}" for claim in claims) or "nothing recorded"
+        except AdapterError:
+            left = "unknown (the ownership claims could not be read)"
+        outcome = Outcome("Ready", "False", "CleanupPending", f"deleting; still to remove: {left}; last error: {error}")
+        status = pipeline.status.model_copy(deep=True)
+        status.conditions = conditions.merge_conditions(
+            pipeline.status.conditions, [outcome], pipeline.generation, iso(self._clock())
+        )
+        return status
+
     def finalize(self, pipeline: PipelineObject) -> list[Note]:
         """Remove what the pipeline's claims record; raises AdapterError for the caller to retry."""
         notes = finalize(pipeline, ClaimBook(self._claims, self._cluster, pipeline.identity), self._resolver)

@@ -479,3 +479,12 @@ def test_deletion_and_withdrawal_remove_the_listeners_copy() -> None:
     assert LISTENER_COPY in world.cluster.secrets
     world.delete("shop", "orders")
     assert LISTENER_COPY not in world.cluster.secrets
+
+
+def test_a_deletion_that_waits_says_what_is_left() -> None:
+    world = _ready_world()
+    pipeline = world.objects[("shop", "orders")]
+    status = world.reconciler.pending_cleanup(pipeline, "broker unavailable")
+    ready = next(c for c in status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "CleanupPending")
+    assert "Topic shop.orders" in ready.message and "broker unavailable" in ready.message
