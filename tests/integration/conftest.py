@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.runtime import Layout, Reporter, free_port, tail
+from tests.integration.secret_scan import SecretScan, process_logs
 from tests.integration.support import Kube, eventually, unique
 
 # Short enough that drift repair and deletion retries show within a test's patience.
@@ -96,7 +97,20 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(stack: devstack.StackInfo, kube: Kube) -> Iterator[OperatorProcess]:
+def secret_scan(stack: devstack.StackInfo, kube: Kube) -> Iterator[SecretScan]:
+    """Follows issued credentials, Events, statuses and annotations all session; at its end (after the
+    operator and the listeners stopped) fails if any credential or admin secret appeared in them or in
+    the controller's and the listeners' logs."""
+    scan = SecretScan(kube, stack.exports)
+    scan.start()
+    yield scan
+    scan.stop()
+    leaks = scan.leaks(process_logs(Layout.from_environment().state_dir / "logs"))
+    assert not leaks, "secret values leaked (values not shown):\n" + "\n".join(leaks)
+
+
+@pytest.fixture(scope="session")
+def operator(stack: devstack.StackInfo, kube: Kube, secret_scan: SecretScan) -> Iterator[OperatorProcess]:
     """The controller as a local process with the stack's kubeconfig, as in production minus the pod."""
     process = OperatorProcess(dict(stack.exports), Layout.from_environment().log_path("operator-under-test"))
     yield process

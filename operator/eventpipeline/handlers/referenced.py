@@ -6,6 +6,7 @@ so a platform team sees a broken broker before any pipeline does.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kopf
@@ -15,11 +16,20 @@ from eventpipeline.api.common import GROUP, VERSION, AirflowInstanceRef, BrokerR
 from eventpipeline.handlers import context
 from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.conditions import Outcome, changed, merge_conditions
+from eventpipeline.planning.reference_policy import (
+    NAMESPACED_REFERENCES_DISABLED,
+    allow_namespaced_references,
+    namespaced_reference_refusal,
+)
 
 CHECK_SECONDS = max(context.RESYNC_SECONDS, 60)
 
 
 def _check(kind: str, name: str, namespace: str | None) -> Outcome:
+    # A namespaced resource's URLs are a tenant's choice: not even a login check while switched off.
+    refusal = namespaced_reference_refusal(kind, name, allow_namespaced_references(os.environ))
+    if refusal is not None:
+        return Outcome("Ready", "False", NAMESPACED_REFERENCES_DISABLED, refusal)
     references = context.services().references
     try:
         if "Broker" in kind:
