@@ -282,6 +282,16 @@ class ListenerStatus(ApiModel):
     replay_request: str | None = Field(
         default=None, description="Value of the eventpipeline.dev/replay-from annotation last acted on."
     )
+    stalled_partitions: list[int] | None = Field(
+        default=None,
+        description="Partitions holding messages that made no progress for longer than their backoff explains "
+        "(error says ListenerStalled); the listener reopens its consumer. Absent while every partition moves.",
+    )
+    throttled: str | None = Field(
+        default=None,
+        description="Why and how far the listener lowered its concurrent requests to Airflow (Airflow slow or "
+        "answering 429/5xx); absent at full concurrency (maxInFlight).",
+    )
 
 
 class EventPipelineStatus(ApiModel):

@@ -2,7 +2,10 @@
 read Airflow's answer, retry with backoff, dead-letter after `retry.limit`, then mark it done.
 
 Answers come back on a queue and are handled on the worker's thread, in order, so the source
-and the retry schedule are only touched from one thread. Each connection is an epoch: answers
+and the retry schedule are only touched from one thread. A job never ends without an answer on
+the queue (whatever it raises becomes a failed answer), so no slot leaks and no message is
+left behind. How many jobs run at once follows Airflow's health (`congestion`), and every
+message in the dispatcher's care has a deadline (`stalls`). Each connection is an epoch: answers
 for messages taken by an earlier consumer are counted but not marked done on the new one (the
 new consumer delivers them again, and Airflow answers 409).
 """
@@ -15,10 +18,12 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from eventpipeline.api.common import parse_duration
-from eventpipeline.listener.dead_letter import dead_letter_headers
+from eventpipeline.listener.congestion import Congestion
+from eventpipeline.listener.dead_letter import dead_letter_headers, write_dead_letter
 from eventpipeline.listener.retries import Clock, RetrySchedule
 from eventpipeline.listener.session import Connection, EventSink
-from eventpipeline.listener.source import Source, SourceError
+from eventpipeline.listener.source import Source
+from eventpipeline.listener.stalls import StallDetector
 from eventpipeline.listener.stats import ListenerStats
 from eventpipeline.listener.trigger import Answer, trigger_message
 from eventpipeline.planning import delivery
@@ -37,6 +42,7 @@ class Item:
     refusals: int = 0
     last: Answer | None = None
     dead_letter_failures: int = 0
+    dead_letter_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,11 +67,14 @@ class Dispatcher:
         *,
         clock: Clock,
         executor: Executor | None = None,
+        stalls: StallDetector | None = None,
     ) -> None:
         self._config = config
         self._stats = stats
         self._emit_event = emit_event
         self._max_in_flight = config.trigger.max_in_flight
+        self.congestion = Congestion(self._max_in_flight, clock)
+        self.stalls = stalls or StallDetector(clock)
         retry = config.trigger.retry
         self._retries: RetrySchedule[_Job] = RetrySchedule(
             parse_duration(retry.backoff), parse_duration(retry.max_backoff), clock
@@ -83,9 +92,10 @@ class Dispatcher:
         self._epoch += 1
         self._connection = connection
         self._retries.clear()
+        self.stalls.clear()
 
     def free_slots(self) -> int:
-        return self._max_in_flight - self.running
+        return self.congestion.limit - self.running
 
     def next_retry_in(self, longest: float) -> float:
         return self._retries.wait(longest)
@@ -97,6 +107,7 @@ class Dispatcher:
 
     def submit(self, message: Message) -> None:
         self._submit(_Job(Item(message), dead_letter=False))
+        self.stalls.expect(_key(message), message.partition)
 
     def submit_due(self) -> None:
         for job in self._retries.pop_due(self.free_slots()):
@@ -110,17 +121,25 @@ class Dispatcher:
         self.running += 1
 
     def _run_job(self, epoch: int, job: _Job) -> None:
-        """On a pool thread: one trigger request or one dead-letter write; the outcome goes on the queue."""
+        """On a pool thread: one trigger request or one dead-letter write; the outcome always goes
+        on the queue, whatever happens (an exception here would leak the slot and the message)."""
+        try:
+            outcome = self._dead_letter(job.item) if job.dead_letter else self._trigger(job.item)
+        except Exception as error:
+            LOG.exception("%s: %s failed unexpectedly", self._config.key, job.item.message.run_id)
+            outcome = Answer(None, f"listener error: {type(error).__name__}: {error}", 0.0)
+        self._done.put(_Done(epoch, job, outcome))
+
+    def _trigger(self, item: Item) -> Answer:
         connection = self._connection
         assert connection is not None
-        if job.dead_letter:
-            self._done.put(_Done(epoch, job, self._write_dead_letter(connection.source, job.item)))
-            return
-        answer = trigger_message(connection.trigger, self._config.trigger, job.item.message, self._config.broker_type)
+        answer = trigger_message(connection.trigger, self._config.trigger, item.message, self._config.broker_type)
         self._stats.trigger_latency(answer.seconds)
-        self._done.put(_Done(epoch, job, answer))
+        return answer
 
-    def _write_dead_letter(self, source: Source, item: Item) -> Answer | None:
+    def _dead_letter(self, item: Item) -> Answer | None:
+        connection = self._connection
+        assert connection is not None
         last = item.last
         headers = dead_letter_headers(
             item.message,
@@ -130,11 +149,11 @@ class Dispatcher:
             detail=last.detail if last else "",
             attempts=item.refusals,
         )
-        try:
-            source.dead_letter(item.message, headers)
-        except SourceError as error:
-            return Answer(None, str(error), 0.0)
-        return None
+        # After `retry.limit` failed writes the message will not go as it is (too large for the
+        # producer or the topic): it goes without its value, so the partition moves on.
+        omit = item.dead_letter_error if item.dead_letter_failures > self._config.trigger.retry.limit else None
+        failure = write_dead_letter(connection.source, item.message, headers, omit_value=omit)
+        return None if failure is None else Answer(None, failure, 0.0)
 
     # -- handling outcomes, on the worker's thread ---------------------------------------------
 
@@ -160,8 +179,10 @@ class Dispatcher:
                 self._trigger_finished(source, current, done.job.item, done.failure)
 
     def _trigger_finished(self, source: Source, current: bool, item: Item, answer: Answer) -> None:
-        outcome = delivery.classify(answer.status_code)
+        outcome = Outcome.TRANSIENT if answer.held else delivery.classify(answer.status_code)
         item.last = answer
+        if not answer.held and self.congestion.answered(answer.status_code, answer.seconds):
+            self._stats.throttled(self.congestion.limit, self.congestion.describe())
         if outcome in (Outcome.CREATED, Outcome.DUPLICATE):
             if outcome is Outcome.CREATED:
                 self._stats.run_created(item.message.run_id)
@@ -169,7 +190,7 @@ class Dispatcher:
                 self._stats.duplicate(item.message.run_id)
             self._stats.airflow_error(None)
             if current:
-                source.done(item.message)
+                self._finished(source, item)
             return
         if not current:
             return  # the message comes again from the new consumer
@@ -180,14 +201,23 @@ class Dispatcher:
             self._stats.airflow_error(
                 f"Airflow could not take runs for {self._target()} ({status}: {answer.detail}); retrying"
             )
-            self._retries.schedule(_Job(item, dead_letter=False), item.transient_failures)
+            self._retry(_Job(item, dead_letter=False), item.transient_failures, self.congestion.backoff_factor())
             return
         item.refusals += 1
         self._stats.retried("refused")
         if not delivery.dead_letter_due(item.refusals, self._config.trigger.retry.limit):
-            self._retries.schedule(_Job(item, dead_letter=False), item.refusals)
+            self._retry(_Job(item, dead_letter=False), item.refusals)
             return
         self._refused_for_good(source, item, answer)
+
+    def _retry(self, job: _Job, failures: int, factor: float = 1.0) -> None:
+        delay = self._retries.schedule(job, failures, factor)
+        self.stalls.expect(_key(job.item.message), job.item.message.partition, delay)
+
+    def _finished(self, source: Source, item: Item) -> None:
+        source.done(item.message)
+        self.stalls.finished(_key(item.message))
+        self._stats.progressed(item.message.partition)
 
     def _refused_for_good(self, source: Source, item: Item, answer: Answer) -> None:
         run_id, refusals = item.message.run_id, item.refusals
@@ -204,34 +234,42 @@ class Dispatcher:
                 f"{run_id}: Airflow refused it {refusals} time(s) (HTTP {answer.status_code}: "
                 f"{answer.detail}) and dead-lettering is disabled; committed without a run",
             )
-            source.done(item.message)
+            self._finished(source, item)
             return
         self._submit(_Job(item, dead_letter=True))
+        self.stalls.expect(_key(item.message), item.message.partition)
 
     def _dead_letter_finished(self, source: Source, current: bool, job: _Job, failure: Answer | None) -> None:
         item = job.item
         if failure is None:
             self._stats.dead_lettered()
             last = item.last
+            omitted = item.dead_letter_failures > self._config.trigger.retry.limit
             self._emit_event(
                 self._config,
                 "Warning",
                 "MessageDeadLettered",
                 f"{item.message.run_id}: Airflow refused it {item.refusals} time(s) "
                 f"(HTTP {last.status_code if last else '?'}: {last.detail if last else ''}); "
-                f"sent to {self._config.dead_letter_topic}",
+                f"sent to {self._config.dead_letter_topic}"
+                + (f" without its value ({item.dead_letter_error})" if omitted else ""),
             )
             if current:
-                source.done(item.message)
+                self._finished(source, item)
             return
         if not current:
             return
         item.dead_letter_failures += 1
+        item.dead_letter_error = item.dead_letter_error or failure.detail
         self._stats.source_error(failure.detail)
-        self._retries.schedule(job, item.dead_letter_failures)
+        self._retry(job, item.dead_letter_failures)
 
     def _target(self) -> str:
         trigger = self._config.trigger
         if trigger.mode == "AssetEvent":
             return f"asset {trigger.asset_uri}"
         return f"DAG {trigger.dag_id}"
+
+
+def _key(message: Message) -> tuple[int, str]:
+    return message.partition, message.position

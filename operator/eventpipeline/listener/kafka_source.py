@@ -19,11 +19,13 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Producer,
+    TopicCollection,
     TopicPartition,
 )
 from confluent_kafka import (
     Message as KafkaMessage,
 )
+from confluent_kafka.admin import AdminClient
 
 from eventpipeline.adapters.tls import kafka_tls_settings
 from eventpipeline.listener.commits import CommitTracker
@@ -71,9 +73,20 @@ def describe(error: KafkaError) -> str:
 
 
 class KafkaSource(SourceBase[Producer]):
-    def __init__(self, topic: str, group: str, secret: Mapping[str, str], dead_letter_topic: str | None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        group: str,
+        secret: Mapping[str, str],
+        dead_letter_topic: str | None,
+        *,
+        broker_key: str = "",
+    ) -> None:
         super().__init__()
         self._topic = topic
+        self._broker_key = broker_key
+        self._incarnation = ""
+        self._admin: AdminClient | None = None  # reads the topic's id
         self._group = group
         self._settings = client_settings(secret)
         self._dead_letter_topic = dead_letter_topic
@@ -147,6 +160,8 @@ class KafkaSource(SourceBase[Producer]):
             "on_commit": self._on_commit,
             "client.id": f"eventpipeline-listener:{self._group}",
         }
+        # Before the first message: its run id depends on which incarnation of the topic it is from.
+        self._incarnation = naming.topic_incarnation(self._broker_key, self._topic_id())
         try:
             consumer = Consumer(settings)
             consumer.subscribe([self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -202,7 +217,7 @@ class KafkaSource(SourceBase[Producer]):
             topic=self._topic,
             partition=partition,
             position=str(offset),
-            run_id=naming.kafka_run_id(self._topic, partition, offset),
+            run_id=naming.kafka_run_id(self._topic, self._incarnation, partition, offset),
             key=item.key(),
             value=item.value(),
             headers=_headers(item.headers()),
@@ -249,6 +264,34 @@ class KafkaSource(SourceBase[Producer]):
                 self._on_error(kafka_error)
                 self._tracker.restore(pending)
 
+    def _topic_id(self) -> str:
+        """The topic's id (a UUID Kafka gives each topic at creation); the listener may DESCRIBE its topic."""
+        if self._admin is None:
+            # error_cb: a refused credential shows as such, not as a timeout of the describe call.
+            settings: dict[str, Any] = {**self._settings, "error_cb": self._on_error}
+            self._admin = AdminClient({**settings, "client.id": f"eventpipeline-listener:{self._group}"})
+        admin = self._admin
+        try:
+            described = admin.describe_topics(TopicCollection([self._topic]), request_timeout=TIMEOUT_SECONDS)
+            description = described[self._topic].result(TIMEOUT_SECONDS)
+        except KafkaException as error:
+            raise SourceError(f"cannot describe topic {self._topic}: {describe(error.args[0])}") from error
+        except Exception as error:  # a timeout of the future, an unexpected answer
+            admin.poll(0)  # serves error_cb: why the broker did not answer, if it said
+            cause = self._error or f"{type(error).__name__}: {error}"
+            refused = self._error_code in AUTH_ERRORS | ACCESS_ERRORS
+            raise SourceError(f"cannot describe topic {self._topic}: {cause}", credential_refused=refused) from error
+        return str(description.topic_id)
+
+    def recreated(self) -> bool:
+        """Whether the topic was deleted and created again since `open` (its id changed): the
+        consumer must be opened again, so its messages get the new incarnation's run ids."""
+        try:
+            incarnation = naming.topic_incarnation(self._broker_key, self._topic_id())
+        except SourceError:
+            return False  # the topic is gone for now (or Kafka is): nothing to compare yet
+        return incarnation != self._incarnation
+
     def lag(self) -> int | None:
         consumer = self._consumer
         if consumer is None or not self._assignment:
@@ -267,6 +310,11 @@ class KafkaSource(SourceBase[Producer]):
             return None
         if self._error_at < started:
             self._error = None  # the broker answered with our credential: whatever failed before works now
+        if self.recreated():
+            raise SourceError(
+                f"topic {self._topic} was deleted and created again; reopening the consumer so that its "
+                "messages get the new topic's run ids"
+            )
         return total
 
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
@@ -275,13 +323,18 @@ class KafkaSource(SourceBase[Producer]):
         producer = self._dead_letter_producer(lambda: Producer({**self._settings, "acks": "all"}))
         outcome: list[KafkaError | None] = []
         all_headers: list[tuple[str, str | bytes | None]] = [*message.headers, *headers.items()]
-        producer.produce(
-            self._dead_letter_topic,
-            value=message.value,
-            key=message.key,
-            headers=all_headers,
-            on_delivery=lambda error, _msg: outcome.append(error),
-        )
+        try:
+            producer.produce(
+                self._dead_letter_topic,
+                value=message.value,
+                key=message.key,
+                headers=all_headers,
+                on_delivery=lambda error, _msg: outcome.append(error),
+            )
+        except KafkaException as error:  # refused before sending, e.g. larger than message.max.bytes
+            raise SourceError(f"writing to {self._dead_letter_topic} failed: {describe(error.args[0])}") from error
+        except BufferError as error:
+            raise SourceError(f"writing to {self._dead_letter_topic} failed: {error}") from error
         producer.flush(TIMEOUT_SECONDS)
         if not outcome:
             raise SourceError(f"no acknowledgement from Kafka for the dead-letter topic {self._dead_letter_topic}")
@@ -289,6 +342,7 @@ class KafkaSource(SourceBase[Producer]):
             raise SourceError(f"writing to {self._dead_letter_topic} failed: {describe(outcome[0])}")
 
     def close(self) -> None:
+        self._admin = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:

@@ -52,13 +52,29 @@ TRIGGER_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
+STALLED_PARTITIONS = Gauge(
+    f"{PREFIX}_stalled_partitions",
+    "Partitions holding messages that made no progress for longer than their backoff explains.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
+STALLS = Counter(
+    f"{PREFIX}_stalls", "Stalls detected (each reopens the pipeline's consumer).", ["pipeline"], registry=REGISTRY
+)
+CONCURRENCY_LIMIT = Gauge(
+    f"{PREFIX}_concurrency_limit",
+    "Trigger requests the pipeline may send Airflow at once now: maxInFlight, lower while Airflow is congested.",
+    ["pipeline"],
+    registry=REGISTRY,
+)
 PIPELINES = Gauge(f"{PREFIX}_pipelines", "Pipelines this listener serves.", registry=REGISTRY)
 
 
 def forget(pipeline: str) -> None:
     """Drop a pipeline's series when this listener stops serving it."""
     for metric in (
-        CONSUMED, RUNS_CREATED, DUPLICATES, DEAD_LETTERED, WITHOUT_RUN, LAG, IN_FLIGHT, UNCOMMITTED, UP, TRIGGER_LATENCY
+        CONSUMED, RUNS_CREATED, DUPLICATES, DEAD_LETTERED, WITHOUT_RUN, LAG, IN_FLIGHT, UNCOMMITTED, UP,
+        TRIGGER_LATENCY, STALLED_PARTITIONS, STALLS, CONCURRENCY_LIMIT,
     ):  # fmt: skip
         with contextlib.suppress(KeyError):
             metric.remove(pipeline)

@@ -40,10 +40,20 @@ def describe(error: Exception) -> str:
 
 class PulsarSource(SourceBase[Any]):
     def __init__(
-        self, topic: str, subscription: str, secret: Mapping[str, str], dead_letter_topic: str | None, queue: int
+        self,
+        topic: str,
+        subscription: str,
+        secret: Mapping[str, str],
+        dead_letter_topic: str | None,
+        queue: int,
+        *,
+        broker_key: str = "",
     ) -> None:
         super().__init__()
         self._topic = topic
+        # Ledger ids (part of every message id) are unique per cluster, so a recreated topic's
+        # messages differ already; the broker key tells clusters apart.
+        self._incarnation = naming.topic_incarnation(broker_key, topic)
         self._subscription = subscription
         self._service_url = secret["serviceUrl"]
         self._token = secret["token"]
@@ -111,7 +121,7 @@ class PulsarSource(SourceBase[Any]):
             topic=self._topic,
             partition=partition,
             position=position,
-            run_id=naming.pulsar_run_id(self._topic, position),
+            run_id=naming.pulsar_run_id(self._topic, self._incarnation, position),
             key=raw.partition_key().encode() if raw.partition_key() else None,
             value=raw.data(),
             headers=tuple((name, str(value).encode()) for name, value in sorted(properties.items())),

@@ -39,9 +39,13 @@ class RetrySchedule(Generic[T]):
     def __len__(self) -> int:
         return len(self._heap)
 
-    def schedule(self, entry: T, failures: int) -> float:
-        """Retry `entry` after its `failures`-th failure in a row; the delay in seconds."""
-        delay = backoff_delay(failures, self._backoff, self._max_backoff)
+    def schedule(self, entry: T, failures: int, factor: float = 1.0) -> float:
+        """Retry `entry` after its `failures`-th failure in a row; the delay in seconds.
+
+        `factor` stretches the delay (up to max_backoff) while Airflow is congested."""
+        delay = min(
+            backoff_delay(failures, self._backoff, self._max_backoff) * factor, self._max_backoff.total_seconds()
+        )
         self._seq += 1
         heapq.heappush(self._heap, _Due(self._clock() + delay, self._seq, entry))
         return delay

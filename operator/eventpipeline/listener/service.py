@@ -29,6 +29,7 @@ from eventpipeline.listener.kafka_source import KafkaSource
 from eventpipeline.listener.pulsar_source import PulsarSource
 from eventpipeline.listener.source import Source
 from eventpipeline.listener.status import StatusWriter
+from eventpipeline.listener.supervisor import supervise
 from eventpipeline.listener.trigger import AirflowTrigger, Trigger
 from eventpipeline.listener.worker import Worker
 from eventpipeline.planning import serving
@@ -40,9 +41,11 @@ LOG = logging.getLogger("eventpipeline.listener")
 
 def make_source(config: PipelineConfig, secret: Mapping[str, str]) -> Source:
     if config.broker_type == "Kafka":
-        return KafkaSource(config.topic, config.group, secret, config.dead_letter_topic)
+        return KafkaSource(config.topic, config.group, secret, config.dead_letter_topic, broker_key=config.broker_key)
     queue = max(2 * config.trigger.max_in_flight, 100)
-    return PulsarSource(config.topic, config.group, secret, config.dead_letter_topic, queue)
+    return PulsarSource(
+        config.topic, config.group, secret, config.dead_letter_topic, queue, broker_key=config.broker_key
+    )
 
 
 class ListenerService:
@@ -84,9 +87,11 @@ class ListenerService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self._stop.set())
         LOG.info("listener %s serving shard %s", self._replica, self._shard.name)
+        # Supervised: a watch that raises (an odd object, a bug) is logged and started again.
+        watches = (("the pipeline watch", self._watch_pipelines), ("the Secret watch", self._watch_secrets))
         threads = [
-            threading.Thread(target=self._watch_pipelines, name="watch-pipelines", daemon=True),
-            threading.Thread(target=self._watch_secrets, name="watch-secrets", daemon=True),
+            threading.Thread(target=supervise, args=(name, watch, self._stop), name=name, daemon=True)
+            for name, watch in watches
         ]
         for thread in threads:
             thread.start()
@@ -117,17 +122,24 @@ class ListenerService:
             if kind == "RELIST":
                 self._relist({_key(item): item for item in body})
             elif kind == "DELETED":
-                self._apply(_key(body), None)
+                self._apply_one(_key(body), None)
             else:
-                self._apply(_key(body), body)
+                self._apply_one(_key(body), body)
+
+    def _apply_one(self, key: str, body: dict[str, Any] | None) -> None:
+        """`_apply`, where one pipeline's failure is logged and never keeps the others from being served."""
+        try:
+            self._apply(key, body)
+        except Exception:
+            LOG.exception("%s: could not apply the pipeline's change; the watch goes on", key)
 
     def _relist(self, bodies: dict[str, dict[str, Any]]) -> None:
         with self._lock:
             known = set(self._workers)
         for key in known - set(bodies):
-            self._apply(key, None)
+            self._apply_one(key, None)
         for key, body in bodies.items():
-            self._apply(key, body)
+            self._apply_one(key, body)
         metrics.PIPELINES.set(len(self._workers))
 
     def _apply(self, key: str, body: dict[str, Any] | None) -> None:
@@ -185,12 +197,19 @@ class ListenerService:
             if kind == "DELETED":
                 continue
             for item in items:
-                key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
-                with self._lock:
-                    owner = self._secret_owner.get(key)
-                    worker = self._workers.get(owner) if owner else None
-                if worker is not None:
-                    worker.secret_changed(fingerprint(decode_secret_data(item.get("data"))))
+                self._secret_seen(item)
+
+    def _secret_seen(self, item: dict[str, Any]) -> None:
+        """Pass a Secret's new data on to its worker; one odd Secret is logged, never fatal to the watch."""
+        key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+        try:
+            with self._lock:
+                owner = self._secret_owner.get(key)
+                worker = self._workers.get(owner) if owner else None
+            if worker is not None:
+                worker.secret_changed(fingerprint(decode_secret_data(item.get("data"))))
+        except Exception:
+            LOG.exception("Secret %s: could not pass on its data; the watch goes on", key)
 
     def _read_secret(self, namespace: str, name: str) -> tuple[dict[str, str], str] | None:
         found = self._kube.read_secret(namespace, name)

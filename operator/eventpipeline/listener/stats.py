@@ -24,16 +24,18 @@ class ListenerStats:
         self._lock = threading.Lock()
         self._urgent = threading.Event()
         carried = previous.model_copy() if previous is not None else ListenerStatus()
-        self._status = carried.model_copy(update={"replica": replica, "error": None, "updated_at": None})
+        fresh = {"replica": replica, "error": None, "updated_at": None, "stalled_partitions": None, "throttled": None}
+        self._status = carried.model_copy(update=fresh)
         self._source_error: str | None = None
         self._airflow_error: str | None = None
+        self._stall_error: str | None = None
 
     # -- what the status writer reads ----------------------------------------------------------
 
     def snapshot(self) -> ListenerStatus:
         """What status.listener should say now (updatedAt is set by the writer)."""
         with self._lock:
-            error = self._source_error or self._airflow_error
+            error = self._stall_error or self._source_error or self._airflow_error
             return self._status.model_copy(update={"error": error})
 
     def take_urgent(self) -> bool:
@@ -110,6 +112,43 @@ class ListenerStats:
         with self._lock:
             changed = error != self._airflow_error
             self._airflow_error = error
+        if changed:
+            self._urgent.set()
+
+    # -- health: stalls, congestion -----------------------------------------------------------
+
+    def stalled(self, partitions: list[int], why: str | None = None) -> None:
+        """Partitions now stalled (empty: none), and what status.listener.error says about them."""
+        with self._lock:
+            before = self._status.stalled_partitions
+            self._status.stalled_partitions = sorted(partitions) or None
+            self._stall_error = why if partitions else None
+            changed = before != self._status.stalled_partitions
+        metrics.STALLED_PARTITIONS.labels(self._label).set(len(partitions))
+        if changed:
+            self._urgent.set()
+            if partitions and not before:
+                metrics.STALLS.labels(self._label).inc()
+
+    def stalled_partitions(self) -> list[int]:
+        with self._lock:
+            return list(self._status.stalled_partitions or [])
+
+    def progressed(self, partition: int) -> None:
+        """A message of `partition` finished: the partition moves (again)."""
+        with self._lock:
+            stalled = self._status.stalled_partitions
+            if not stalled or partition not in stalled:
+                return
+            left = [p for p in stalled if p != partition]
+        self.stalled(left, self._stall_error if left else None)
+
+    def throttled(self, limit: int, description: str | None) -> None:
+        """The concurrency limit towards Airflow changed (`description` None: back to maxInFlight)."""
+        with self._lock:
+            changed = (description is None) != (self._status.throttled is None)
+            self._status.throttled = description
+        metrics.CONCURRENCY_LIMIT.labels(self._label).set(limit)
         if changed:
             self._urgent.set()
 

@@ -33,6 +33,9 @@ class Answer:
     status_code: int | None  # None: no answer (connection refused, timeout)
     detail: str
     seconds: float
+    # The listener's own refusal (DAG authorization), not Airflow's: retried like a transient
+    # failure whatever the status says, since the DAG owner fixes it by adding a tag.
+    held: bool = False
 
 
 class Trigger(Protocol):
@@ -142,8 +145,12 @@ _DETAILS = {
     400: "Airflow refused the request as invalid (its api-server log says why)",
     403: "the listener's Airflow user may not do this",
     404: "Airflow has no such DAG or asset, or the listener's user cannot see it",
+    408: "Airflow timed out reading the request",
     409: "exists already",
+    413: "Airflow refused the request as too large (the message's value, in the run's conf)",
+    415: "Airflow refused the request's content type",
     422: "Airflow refused the request as invalid (its api-server log says why)",
+    429: "Airflow asked for fewer requests (429 Too Many Requests)",
 }
 
 
@@ -160,8 +167,8 @@ def _detail(status_code: int) -> str:
 # A DAG's tags change rarely; checking them at most this often keeps authorization from costing
 # one extra call per message, and a tag added by the DAG owner takes effect within it.
 AUTHORIZATION_TTL_SECONDS = 30.0
-# Answer of a refusal: handled as a transient failure, so the message is retried (with backoff),
-# never committed, never dead-lettered, and the error shows in status.listener.
+# Answer of a refusal: `held`, so handled as a transient failure: the message is retried (with
+# backoff), never committed, never dead-lettered, and the error shows in status.listener.
 REFUSED_STATUS = 403
 
 
@@ -245,4 +252,4 @@ class AuthorizingTrigger:
             return Answer(None, f"could not check the DAG's tags: {error}", time.monotonic() - started)
         if refusal is None:
             return None
-        return Answer(REFUSED_STATUS, f"{refusal.reason}: {refusal.message}", time.monotonic() - started)
+        return Answer(REFUSED_STATUS, f"{refusal.reason}: {refusal.message}", time.monotonic() - started, held=True)

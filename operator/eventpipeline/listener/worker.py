@@ -31,7 +31,10 @@ from eventpipeline.listener.session import (
     SourceFactory,
     TriggerResolver,
 )
+from eventpipeline.listener.source import SourceError
+from eventpipeline.listener.stalls import REQUEST_ALLOWANCE_SECONDS, StallDetector
 from eventpipeline.listener.stats import ListenerStats
+from eventpipeline.listener.supervisor import supervise
 from eventpipeline.planning import delivery
 from eventpipeline.planning.serving import PipelineConfig
 
@@ -58,6 +61,7 @@ class Worker:
         clock: Clock = time.monotonic,
         executor: Executor | None = None,
         receive_timeout: float = RECEIVE_TIMEOUT_SECONDS,
+        stall_allowance: float = REQUEST_ALLOWANCE_SECONDS,
     ) -> None:
         self.config = config
         self.stats = ListenerStats(config.key, replica, previous)
@@ -71,13 +75,20 @@ class Worker:
             replay_annotation=replay_annotation,
             replay_acted=previous.replay_request if previous else None,
         )
-        self._dispatcher = Dispatcher(config, self.stats, emit_event, clock=clock, executor=executor)
+        self._stalls = StallDetector(clock, stall_allowance)
+        self._dispatcher = Dispatcher(
+            config, self.stats, emit_event, clock=clock, executor=executor, stalls=self._stalls
+        )
         self._clock = clock
+        self._stall_allowance = stall_allowance
+        self._stalled_at: float | None = None
+        self._reopen = False  # a stall: open the session again
+        self._turned_at = clock()  # the loop's last turn, for the hung-loop check
         self._receive_timeout = receive_timeout
         self._window_limit = delivery.window_limit(config.trigger.max_in_flight)
         self._lag_due = 0.0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"worker-{config.key}", daemon=True)
+        self._thread = threading.Thread(target=self._supervised, name=f"worker-{config.key}", daemon=True)
 
     # -- control, from the service's threads ---------------------------------------------------
 
@@ -98,16 +109,29 @@ class Worker:
         self.session.annotation_changed(replay_annotation)
 
     def status(self) -> ListenerStatus:
-        return self.stats.snapshot()
+        """What status.listener says; from the status writer's thread, so a hung loop shows too."""
+        snapshot = self.stats.snapshot()
+        idle = self._clock() - self._turned_at
+        if self._thread.is_alive() and idle > self._stall_allowance and self._dispatcher.running:
+            error = f"ListenerStalled: the trigger loop of {self.config.key} has not turned for {idle:.0f} s"
+            return snapshot.model_copy(update={"error": error})
+        return snapshot
 
     def take_urgent(self) -> bool:
         return self.stats.take_urgent()
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _supervised(self) -> None:
+        def failed(error: Exception) -> None:
+            self.stats.source_error(f"listener error: {type(error).__name__}: {error}")
+
+        supervise(f"the worker of {self.config.key}", self._run, self._stop, on_failure=failed)
+
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
+            self._turned_at = self._clock()
             connection = self.connect()
             if connection is None:
                 failures += 1
@@ -115,14 +139,19 @@ class Worker:
                 continue
             failures = 0
             try:
-                while not self._stop.is_set() and not self.session.reconnect_wanted():
+                while not self._stop.is_set() and not self.session.reconnect_wanted() and not self._reopen:
                     self.step(connection)
                 connection.source.commit(force=True)
+            except SourceError as error:  # e.g. the topic was recreated: reopen, no traceback needed
+                LOG.warning("%s: %s", self.config.key, error)
+                self.stats.source_error(str(error))
+                self._stop.wait(REOPEN_BACKOFF[0].total_seconds())
             except Exception as error:
                 LOG.exception("%s: the trigger loop failed; reconnecting", self.config.key)
                 self.stats.source_error(f"listener error: {type(error).__name__}: {error}")
                 self._stop.wait(REOPEN_BACKOFF[0].total_seconds())
             finally:
+                self._reopen = False
                 connection.source.close()
 
     def connect(self) -> Connection | None:
@@ -149,7 +178,27 @@ class Worker:
             dispatcher.drain(source, timeout=self._receive_timeout)
         source.commit()
         self.stats.flow(in_flight=dispatcher.running, uncommitted=source.window())
+        self.session.report(source)
+        self._turned_at = self._clock()
+        self._check_stalls()
         if self._clock() >= self._lag_due:
             self._lag_due = self._clock() + LAG_INTERVAL_SECONDS
             self.stats.lag(source.lag())
-        self.session.report(source)
+
+    def _check_stalls(self) -> None:
+        """A stall reopens the session; status says so until the partitions move again, or until
+        they stay quiet a whole allowance after the reopen (nothing was waiting after all)."""
+        stalled = self._stalls.stalled()
+        now = self._clock()
+        if stalled:
+            partitions = ", ".join(str(p) for p in stalled)
+            why = (
+                f"ListenerStalled: partition(s) {partitions} hold messages that made no progress for longer "
+                f"than their backoff explains ({self._stall_allowance:.0f} s past it); reopening the consumer"
+            )
+            LOG.warning("%s: %s", self.config.key, why)
+            self.stats.stalled(stalled, why)
+            self._stalled_at, self._reopen = now, True
+        elif self._stalled_at is not None and now - self._stalled_at > self._stall_allowance:
+            self._stalled_at = None
+            self.stats.stalled([])

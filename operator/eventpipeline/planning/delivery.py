@@ -31,19 +31,41 @@ class Outcome(Enum):
 
     CREATED = "created"  # 200/201: the run exists now
     DUPLICATE = "duplicate"  # 409: the run existed already (a redelivery or a replay)
-    TRANSIENT = "transient"  # Airflow down, 5xx, 401/403/429, timeout: retry, hold the position
-    REFUSED = "refused"  # 400/404/422: Airflow will not take this message; dead-letter after the limit
+    TRANSIENT = "transient"  # no answer, 401, 408, 429, 5xx: retry with backoff, hold the position
+    REFUSED = "refused"  # any other 4xx: Airflow will not take this message; dead-letter after the limit
+
+
+# Answers that say "not now" rather than "not this": Airflow (or a proxy in front of it) is down,
+# overloaded or timing out, or the token expired (the trigger renews it once itself, so a 401
+# that persists is Airflow's auth backend failing, not the message).
+TRANSIENT_STATUSES = frozenset({401, 408, 429})
+# Of the transient answers, those that say Airflow is overloaded: the listener sends fewer
+# requests at once while they come (see `Congestion`).
+CONGESTION_STATUSES = frozenset({408, 429})
 
 
 def classify(status_code: int | None) -> Outcome:
-    """Map an HTTP status (None: no answer at all) to what the listener does next."""
+    """Map an HTTP status (None: no answer at all) to what the listener does next.
+
+    Deliberate: 403 (the listener's Airflow user may not trigger the DAG), 413 (too large), 415,
+    400, 404, 422 and every other 4xx do not get better by waiting, so they are refusals that
+    dead-letter the message after `retry.limit` retries; retrying them forever would wedge the
+    partition behind one message.
+    """
     if status_code in (200, 201):
         return Outcome.CREATED
     if status_code == 409:
         return Outcome.DUPLICATE
-    if status_code in (400, 404, 422):
+    if status_code is None or status_code in TRANSIENT_STATUSES or status_code >= 500:
+        return Outcome.TRANSIENT
+    if 400 <= status_code < 500:
         return Outcome.REFUSED
-    return Outcome.TRANSIENT
+    return Outcome.TRANSIENT  # 1xx/3xx/other 2xx: not an answer the API gives; never drop a message on it
+
+
+def congested(status_code: int | None) -> bool:
+    """Whether an answer says Airflow is overloaded (no answer, 408, 429, 5xx)."""
+    return status_code is None or status_code in CONGESTION_STATUSES or status_code >= 500
 
 
 def dead_letter_due(refusals: int, retry_limit: int) -> bool:
@@ -71,12 +93,19 @@ class Message:
 
 
 def _text_or_base64(data: bytes | None) -> tuple[str | None, str]:
+    """Text when the bytes are UTF-8 without NUL, else base64.
+
+    NUL is valid UTF-8 and common in Avro and Protobuf payloads, but Airflow keeps conf as JSON
+    in PostgreSQL, which refuses `\\u0000` (Airflow answers 422): such a value travels as base64.
+    """
     if data is None:
         return None, "utf-8"
-    try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64"
+    if b"\x00" not in data:
+        try:
+            return data.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            pass
+    return base64.b64encode(data).decode("ascii"), "base64"
 
 
 def rfc3339_ms(timestamp_ms: int) -> str:

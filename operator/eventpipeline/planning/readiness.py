@@ -53,6 +53,9 @@ def listener_outcome(spec: EventPipelineSpec, reported: ListenerStatus | None, n
         return Outcome(
             "ListenerReady", "Unknown", "WaitingForListener", "no listener has reported for this pipeline yet"
         )
+    if reported.stalled_partitions:
+        stalled = f"partitions {', '.join(str(p) for p in reported.stalled_partitions)} stalled"
+        return Outcome("ListenerReady", "False", "ListenerStalled", reported.error or stalled)
     if reported.error:
         return Outcome("ListenerReady", "False", "ListenerError", reported.error)
     if now - parse_iso(reported.updated_at) > LISTENER_STALE_AFTER:

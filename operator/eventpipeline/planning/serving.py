@@ -88,9 +88,11 @@ class PipelineConfig:
     topic: str  # as resolved in status.topic (Pulsar: persistent://tenant/namespace/topic)
     dead_letter_topic: str | None
     group: str  # Kafka consumer group / Pulsar subscription
-    secret_name: str
+    secret_name: str  # the listener's copy of its credential, in the listener's namespace
+    secret_namespace: str
     trigger: TriggerSpec
     airflow_ref: AirflowInstanceRef
+    broker_key: str = ""  # the brokerRef as `naming.reference_key` records it; part of every run id
 
     @property
     def key(self) -> str:
@@ -107,7 +109,7 @@ class Wanted:
     previous: ListenerStatus | None
 
 
-def wanted_pipeline(body: Mapping[str, Any]) -> Wanted | str:
+def wanted_pipeline(body: Mapping[str, Any], secret_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE) -> Wanted | str:
     """The worker a pipeline object calls for, or why it calls for none (yet)."""
     metadata = body.get("metadata") or {}
     if metadata.get("deletionTimestamp"):
@@ -144,9 +146,16 @@ def wanted_pipeline(body: Mapping[str, Any]) -> Wanted | str:
         topic=topic,
         dead_letter_topic=naming.dead_letter_topic(topic) if trigger.dead_letter.enabled else None,
         group=naming.consumer_group(namespace, name, LISTENER_PRINCIPAL),
-        secret_name=str(listener["secretName"]),
+        secret_name=naming.listener_secret_name(namespace, name),
+        secret_namespace=secret_namespace,
         trigger=trigger,
         airflow_ref=spec.airflow.instance_ref,
+        broker_key=_broker_key(spec, namespace),
     )
     annotations = metadata.get("annotations") or {}
     return Wanted(config, spec.listener.dedicated, annotations.get(REPLAY_ANNOTATION), previous)
+
+
+def _broker_key(spec: EventPipelineSpec, namespace: str) -> str:
+    ref = spec.broker_ref
+    return naming.reference_key(ref.kind, namespace if ref.kind == "Broker" else None, ref.name)

@@ -71,7 +71,8 @@ def test_a_dag_without_the_namespace_tag_gets_no_run_and_the_message_is_retried(
     assert answer.detail.startswith("DagNotAuthorized: ")
     assert "'eventpipeline:shop'" in answer.detail
     # transient: not committed, not dead-lettered; retried until the DAG owner adds the tag
-    assert classify(answer.status_code) is Outcome.TRANSIENT
+    assert answer.held, "a refusal of our own is retried like a transient failure, never dead-lettered"
+    assert classify(answer.status_code) is Outcome.REFUSED, "while Airflow's own 403 is a refusal"
 
 
 def test_a_dag_with_the_tag_is_triggered() -> None:

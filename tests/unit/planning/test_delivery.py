@@ -43,8 +43,12 @@ def test_backoff_doubles_up_to_the_maximum() -> None:
         (400, Outcome.REFUSED),
         (404, Outcome.REFUSED),
         (422, Outcome.REFUSED),
+        (403, Outcome.REFUSED),
+        (413, Outcome.REFUSED),
+        (415, Outcome.REFUSED),
+        (418, Outcome.REFUSED),
         (401, Outcome.TRANSIENT),
-        (403, Outcome.TRANSIENT),
+        (408, Outcome.TRANSIENT),
         (429, Outcome.TRANSIENT),
         (500, Outcome.TRANSIENT),
         (503, Outcome.TRANSIENT),
@@ -83,6 +87,19 @@ def test_binary_values_travel_as_base64_and_say_so() -> None:
     assert conf["valueEncoding"] == "base64"
     assert conf["key"] is None
     assert "offset" not in conf and conf["messageId"] == "7"
+
+
+def test_a_value_with_a_nul_byte_travels_as_base64_since_postgresql_refuses_it_in_json() -> None:
+    value = b"avro\x00\x02text"  # valid UTF-8, but `\u0000` cannot be stored in Airflow's conf
+    conf = planning.run_conf(message(value=value, key=b"k\x00"), "Kafka")
+    assert base64.b64decode(conf["value"]) == value and conf["valueEncoding"] == "base64"
+    assert base64.b64decode(conf["key"]) == b"k\x00" and conf["keyEncoding"] == "base64"
+    assert "\x00" not in str(conf)
+
+
+def test_overload_answers_are_congestion_and_refusals_are_not() -> None:
+    assert all(planning.congested(status) for status in (None, 408, 429, 500, 503, 504))
+    assert not any(planning.congested(status) for status in (200, 201, 409, 400, 403, 404, 413, 422))
 
 
 # -- replay -----------------------------------------------------------------------------------

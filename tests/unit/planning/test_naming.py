@@ -49,9 +49,26 @@ def test_dead_letter_names_are_reserved() -> None:
         naming.topic_name("{namespace}.{name}", "shop", "x", "shop.orders.dlq")
 
 
+INCARNATION = naming.topic_incarnation("ClusterBroker//kafka", "zTkX0uPZQ2mT3m1yNBqL1A")
+
+
 def test_run_ids_are_deterministic_per_position() -> None:
-    assert naming.kafka_run_id("shop.orders", 2, 17) == naming.kafka_run_id("shop.orders", 2, 17)
-    assert naming.kafka_run_id("shop.orders", 2, 17) != naming.kafka_run_id("shop.orders", 2, 18)
+    assert naming.kafka_run_id("shop.orders", INCARNATION, 2, 17) == naming.kafka_run_id(
+        "shop.orders", INCARNATION, 2, 17
+    )
+    assert naming.kafka_run_id("shop.orders", INCARNATION, 2, 17) != naming.kafka_run_id(
+        "shop.orders", INCARNATION, 2, 18
+    )
+
+
+def test_a_recreated_topic_and_another_cluster_give_other_run_ids() -> None:
+    recreated = naming.topic_incarnation("ClusterBroker//kafka", "Q7b0tVYbRbeiO2mJ0mZ0cw")
+    other_cluster = naming.topic_incarnation("ClusterBroker//kafka-eu", "zTkX0uPZQ2mT3m1yNBqL1A")
+    same = naming.topic_incarnation("ClusterBroker//kafka", "zTkX0uPZQ2mT3m1yNBqL1A")
+    assert same == INCARNATION
+    assert len({INCARNATION, recreated, other_cluster}) == 3
+    ids = {naming.kafka_run_id("shop.orders", incarnation, 0, 5) for incarnation in (INCARNATION, recreated)}
+    assert len(ids) == 2
 
 
 def test_namespace_patterns() -> None:
@@ -84,14 +101,18 @@ AIRFLOW_RUN_ID = r"^[A-Za-z0-9_.~:+-]+$"
 
 def test_run_ids_are_accepted_by_airflow_even_for_awkward_topics() -> None:
     for topic in ("shop.orders", "a..b", "x" * 245, "shop.orders-" + "y" * 200 + "..z"):
-        run_id = naming.kafka_run_id(topic, 9999, 2**62)
-        assert re.fullmatch(AIRFLOW_RUN_ID, run_id)
-        assert ".." not in run_id
-        assert len(run_id) <= naming.RUN_ID_MAX_LENGTH
-    assert naming.kafka_run_id("a..b", 0, 1) != naming.kafka_run_id("a.b", 0, 1)
-    assert naming.kafka_run_id("shop.orders", 0, 1) == "ep__shop.orders__0__1"
+        longest_pulsar_id = f"{2**63}:{2**63}:{2**31}:{2**31}"
+        for run_id in (
+            naming.kafka_run_id(topic, INCARNATION, 2**31, 2**63),
+            naming.pulsar_run_id(f"persistent://t/n/{topic}", INCARNATION, longest_pulsar_id),
+        ):
+            assert re.fullmatch(AIRFLOW_RUN_ID, run_id)
+            assert ".." not in run_id
+            assert len(run_id) <= naming.RUN_ID_MAX_LENGTH
+    assert naming.kafka_run_id("a..b", INCARNATION, 0, 1) != naming.kafka_run_id("a.b", INCARNATION, 0, 1)
+    assert naming.kafka_run_id("shop.orders", INCARNATION, 0, 1) == f"ep__shop.orders__{INCARNATION}__0__1"
 
 
 def test_pulsar_run_ids_use_the_short_topic_and_the_message_id() -> None:
-    run_id = naming.pulsar_run_id("persistent://eventpipeline/shop/shop.orders", "12:3:-1:-1")
-    assert run_id == "ep__shop.orders__12:3:-1:-1"
+    run_id = naming.pulsar_run_id("persistent://eventpipeline/shop/shop.orders", INCARNATION, "12:3:-1:-1")
+    assert run_id == f"ep__shop.orders__{INCARNATION}__12:3:-1:-1"
