@@ -24,6 +24,7 @@ from eventpipeline.adapters.kube import PRINCIPAL_LABEL, Kube, decode_secret_dat
 from eventpipeline.adapters.references import ReferenceReader
 from eventpipeline.api.common import API_VERSION, GROUP, VERSION, AirflowInstanceRef
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
+from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.listener import metrics
 from eventpipeline.listener.kafka_source import KafkaSource
 from eventpipeline.listener.pulsar_source import PulsarSource
@@ -32,7 +33,7 @@ from eventpipeline.listener.status import StatusWriter
 from eventpipeline.listener.supervisor import supervise
 from eventpipeline.listener.trigger import AirflowTrigger, Trigger
 from eventpipeline.listener.worker import Worker
-from eventpipeline.planning import serving
+from eventpipeline.planning import naming, serving
 from eventpipeline.planning.reference_policy import allow_namespaced_references, namespaced_reference_refusal
 from eventpipeline.planning.serving import PipelineConfig, Shard, Wanted
 
@@ -57,7 +58,13 @@ class ListenerService:
         api_client_factory: Callable[[], client.ApiClient] = load_api_client,
         status_interval: float = 5.0,
         source_factory: Callable[[PipelineConfig, Mapping[str, str]], Source] = make_source,
+        secret_namespace: str | None = None,
     ) -> None:
+        # The only namespace whose Secrets the listener reads and watches: the controller hands
+        # each pipeline's listener credential over there.
+        self._secret_namespace = secret_namespace or os.environ.get(
+            naming.LISTENER_NAMESPACE_ENV, naming.DEFAULT_LISTENER_NAMESPACE
+        )
         self._shard = shard
         self._replica = replica
         self._api_client_factory = api_client_factory
@@ -116,7 +123,7 @@ class ListenerService:
         custom = client.CustomObjectsApi(self._api_client_factory())
 
         def list_all(**kwargs: Any) -> Any:
-            return custom.list_cluster_custom_object(GROUP, VERSION, "eventpipelines", **kwargs)
+            return custom.list_cluster_custom_object(GROUP, VERSION, EVENT_PIPELINE.plural, **kwargs)
 
         for kind, body in informer(list_all, self._stop):
             if kind == "RELIST":
@@ -143,7 +150,7 @@ class ListenerService:
         metrics.PIPELINES.set(len(self._workers))
 
     def _apply(self, key: str, body: dict[str, Any] | None) -> None:
-        wanted: Wanted | str = "deleted" if body is None else serving.wanted_pipeline(body)
+        wanted: Wanted | str = "deleted" if body is None else serving.wanted_pipeline(body, self._secret_namespace)
         if isinstance(wanted, Wanted) and not self._shard.serves(key, wanted.dedicated):
             wanted = "served by another listener replica"
         with self._lock:
@@ -172,7 +179,7 @@ class ListenerService:
                 replay_annotation=wanted.replay_annotation,
             )
             self._workers[key] = worker
-            self._secret_owner[f"{wanted.config.namespace}/{wanted.config.secret_name}"] = key
+            self._secret_owner[f"{wanted.config.secret_namespace}/{wanted.config.secret_name}"] = key
             metrics.PIPELINES.set(len(self._workers))
         worker.start()
 
@@ -190,7 +197,7 @@ class ListenerService:
         selector = f"{PRINCIPAL_LABEL}={LISTENER_PRINCIPAL}"
 
         def list_all(**kwargs: Any) -> Any:
-            return core.list_secret_for_all_namespaces(label_selector=selector, **kwargs)
+            return core.list_namespaced_secret(self._secret_namespace, label_selector=selector, **kwargs)
 
         for kind, secret in informer(list_all, self._stop, _secret_dict):
             items = secret if kind == "RELIST" else [secret]
