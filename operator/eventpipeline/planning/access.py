@@ -63,10 +63,6 @@ class SetDiff(Generic[T]):
     to_add: frozenset[T]
     to_remove: frozenset[T]
 
-    @property
-    def empty(self) -> bool:
-        return not self.to_add and not self.to_remove
-
 
 def diff_owned(desired: set[T], actual: set[T], owned: set[T]) -> SetDiff[T]:
     """Add what is missing; remove only what the operator owns and no longer wants.
