@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
 import subprocess
@@ -48,8 +47,7 @@ from kubernetes import client, config
 
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import write_dag
-from eventpipeline_devenv.runtime import Layout, ProcessRecord, recorded_processes
-from eventpipeline_devenv.runtime import start_process as start_stack_process
+from eventpipeline_devenv.runtime import Layout, restart_process
 
 WATCHER_DAG = """\
 from airflow.providers.apache.kafka.triggers.msg_queue import KafkaMessageQueueTrigger
@@ -112,17 +110,6 @@ def settle(
             break
         time.sleep(5)
     return seen
-
-
-def restart_triggerer(layout: Layout) -> ProcessRecord:
-    """SIGKILL the triggerer's process group and start it again exactly as `dev up` did."""
-    record = next(r for r in recorded_processes(layout) if r.name == "airflow-triggerer")
-    environ = Path(f"/proc/{record.pid}/environ").read_bytes().split(b"\0")
-    env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
-    cwd = Path(os.readlink(f"/proc/{record.pid}/cwd"))
-    os.killpg(record.pid, signal.SIGKILL)
-    time.sleep(1)
-    return start_stack_process(layout, "airflow-triggerer", record.command, cwd=cwd, env=env)
 
 
 def main() -> None:
@@ -193,7 +180,7 @@ def main() -> None:
         print(f"2. {args.messages} messages with a triggerer SIGKILL in the middle…", file=sys.stderr)
         half = args.messages // 2
         produce_paced(producer, topic, "crash", half, args.rate)
-        restarted = restart_triggerer(layout)
+        restarted = restart_process(layout, "airflow-triggerer", sig=signal.SIGKILL)
         print(f"   triggerer killed and started again as pid {restarted.pid}", file=sys.stderr)
         produce_paced(producer, topic, "crash", args.messages - half, args.rate)  # same phase, new indexes below
         seen = settle(airflow, asset, "crash", args.messages)

@@ -23,7 +23,7 @@ LISTING_500_PAUSE_SECONDS = 2.0
 NOOP_DAG = """\
 from airflow.sdk import DAG, task
 
-with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tags={tags!r}):
+with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs={max_active_runs}, tags={tags!r}):
 
     @task
     def noop() -> None:
@@ -33,9 +33,11 @@ with DAG(dag_id="{dag_id}", schedule=None, catchup=False, max_active_runs=4, tag
 """
 
 
-def noop_dag(dag_id: str, tags: Sequence[str]) -> str:
-    """Source of a DAG that runs one empty task, triggered only from outside (schedule=None)."""
-    return NOOP_DAG.format(dag_id=dag_id, tags=list(tags))
+def noop_dag(dag_id: str, tags: Sequence[str], *, max_active_runs: int = 4) -> str:
+    """Source of a DAG that runs one empty task, triggered only from outside (schedule=None).
+
+    `max_active_runs` bounds how many of its runs the scheduler runs at once (the rest stay queued)."""
+    return NOOP_DAG.format(dag_id=dag_id, tags=list(tags), max_active_runs=max_active_runs)
 
 
 def write_dag(folder: str | Path, dag_id: str, source: str) -> Path:

@@ -237,6 +237,21 @@ def stop_process(layout: Layout, record: ProcessRecord, grace_seconds: float = 2
     (layout.pid_dir / f"{record.name}.json").unlink(missing_ok=True)
 
 
+def restart_process(layout: Layout, name: str, *, sig: int = signal.SIGTERM) -> ProcessRecord:
+    """Stop a recorded process (`sig` to its group: SIGTERM for a clean stop, SIGKILL for a crash)
+    and start it again with the command, working directory and environment it ran with.
+
+    For fault drills on the local stack: the component keeps its data dir, ports and secrets."""
+    record = next(r for r in recorded_processes(layout) if r.name == name)
+    environ = Path(f"/proc/{record.pid}/environ").read_bytes().split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    cwd = Path(os.readlink(f"/proc/{record.pid}/cwd"))
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record.pid, sig)
+    stop_process(layout, record)
+    return start_process(layout, name, record.command, cwd=cwd, env=env)
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
