@@ -150,7 +150,12 @@ class KafkaSource(SourceBase[Producer]):
         settings = {
             **self._settings,
             "group.id": self._group,
-            # One worker per pipeline: a restarted one replaces the killed one without a rebalance wait.
+            # Static membership: one consumer serves a pipeline at a time, so one id per pipeline (not
+            # per replica). A restarted or moved worker takes the killed one's place and partitions at
+            # once (0.2 s, bench/listener/RESULTS.md), and fences a stale one still running. The classic
+            # protocol on purpose: under Kafka 4's consumer protocol the id of a SIGKILLed member stays
+            # taken until the broker's session timeout (45 s), and its successor fails meanwhile.
+            "group.protocol": "classic",
             "group.instance.id": f"{self._group}.worker",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
