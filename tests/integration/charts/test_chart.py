@@ -134,6 +134,8 @@ def test_full_values_render_every_optional_object(tools: Tools) -> None:
         "Deployment",
         "NetworkPolicy",
         "PrometheusRule",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
