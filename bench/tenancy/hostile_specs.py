@@ -57,6 +57,7 @@ def main() -> None:
     started = time.monotonic()
     totals: dict[str, Any] = {"examples": 0, "refused": 0, "settled": 0, "crashes": 0, "stuck": 0, "victim": 0}
     outcomes: Counter[str] = Counter()
+    example_messages: dict[str, str] = {}  # one message per outcome, for the results page
     problems: list[str] = []
     namespaces: list[str] = []
     victim = hostile.create_victim(kube, exports)
@@ -83,6 +84,9 @@ def main() -> None:
             totals["stuck"] += batch.stuck_finalizers
             totals["victim"] += batch.victim_changes
             outcomes.update(batch.outcomes)
+            for _case, outcome in batch.by_case:
+                key, _, message = outcome.partition(": ")
+                example_messages.setdefault(key if key.startswith("Ready=") else "refused", message[:240])
             problems.extend(batch.problems)
             if batch.operator_crashed:
                 totals["crashes"] += 1
@@ -107,6 +111,7 @@ def main() -> None:
         "batch": args.batch,
         "seed": args.seed,
         "outcomes": dict(outcomes.most_common()),
+        "example_messages": example_messages,
         "namespaces_left": len(left),
         "secret_values_scanned": len(scan.values),
         "texts_scanned": len(scan.texts),

@@ -177,8 +177,8 @@ class PulsarAdmin:
 
     @counted("pulsar")
     def permissions(self, topic: PulsarTopic) -> dict[str, frozenset[str]]:
-        """Role → actions granted on the topic itself."""
-        granted = self._call("GET", f"{topic.path}/permissions", f"reading permissions of {topic.full_name}")
+        """Role → actions granted on the topic itself (none when the topic or its namespace does not exist)."""
+        granted = self._call("GET", f"{topic.path}/permissions", f"reading permissions of {topic.full_name}", ok=(404,))
         return {role: frozenset(actions) for role, actions in (granted or {}).items()}
 
     @counted("pulsar")

@@ -143,3 +143,21 @@ def test_a_tenants_own_broker_and_airflow_urls_are_never_called_while_namespaced
             )
             assert ready["status"] == "False" and ready["reason"] == "NamespacedReferencesDisabled", ready
     assert hits == []
+
+
+def test_a_pulsar_pipeline_whose_topic_was_refused_is_deleted_without_a_stuck_finalizer(
+    kube: Kube, operator: Any
+) -> None:
+    """Found by the hostile run: the topic (and its Pulsar namespace) never existed, so reading its
+    grants answered 404 and the finalizer retried forever."""
+    spec = {
+        "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
+        "topic": {"config": {"flush.messages": "1"}, "deletionPolicy": "Delete"},
+        "producers": [{"name": "app"}],
+        "externalPrincipals": [{"principal": "analytics", "access": "Consume"}],
+    }
+    with attacker_namespace(kube) as namespace:
+        kube.create_pipeline(namespace, "refused", spec)
+        kube.wait_condition(namespace, "refused", "TopicReady", "False", reason="TopicConfigNotAllowed", timeout=120)
+        kube.delete_pipeline(namespace, "refused")
+        eventually(lambda: kube.get_pipeline(namespace, "refused") is None, timeout=60, what="the deletion to finish")
