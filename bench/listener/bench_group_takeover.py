@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpipeline_devenv import stack as devstack
@@ -62,20 +62,20 @@ def child(settings: dict[str, Any], topic: str) -> None:
     """Consume until the first message; print the seconds from creation to it (null after
     GIVE_UP_SECONDS), then keep the membership until killed."""
     created = time.monotonic()
-    consumer = Consumer(settings)
+    fatal: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        if error.fatal():
+            fatal.append(f"{error.name()} after {time.monotonic() - created:.1f} s")
+
+    consumer = Consumer({**settings, "error_cb": on_error})
     consumer.subscribe([topic])
     first: float | None = None
-    fatal = None
-    while first is None and fatal is None and time.monotonic() - created < GIVE_UP_SECONDS:
+    while first is None and not fatal and time.monotonic() - created < GIVE_UP_SECONDS:
         message = consumer.poll(0.1)
-        if message is None:
-            continue
-        error = message.error()
-        if error is None:
+        if message is not None and message.error() is None:
             first = round(time.monotonic() - created, 2)
-        elif error.fatal():
-            fatal = f"{error.name()} after {time.monotonic() - created:.1f} s"
-    print(json.dumps({"first_message_s": first, "fatal": fatal}), flush=True)
+    print(json.dumps({"first_message_s": first, "fatal": fatal[0] if fatal else None}), flush=True)
     while True:  # keep the membership (heartbeats) until SIGKILLed
         consumer.poll(0.5)
 
