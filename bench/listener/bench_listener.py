@@ -39,6 +39,7 @@ import httpx
 from confluent_kafka import Producer
 from kubernetes import client, config
 
+from eventpipeline.adapters.kube import decode_secret_data
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.clients import kafka_settings
@@ -134,10 +135,9 @@ def ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[st
 
 
 def secret(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, str]:
-    import base64  # noqa: PLC0415
 
     data = core.read_namespaced_secret(name, namespace).data
-    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+    return decode_secret_data(data)
 
 
 def producer_for(data: Mapping[str, str]) -> Producer:

@@ -7,25 +7,24 @@ the producer Secrets the operator wrote, and shows each message become one Airfl
 
 from __future__ import annotations
 
-import base64
 import functools
 import os
-import shutil
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-import httpx
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.adapters.kube import decode_secret_data
 from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
 from eventpipeline.api.common import GROUP, VERSION
 from eventpipeline.planning.secrets import CA_KEY
 from eventpipeline_devenv import stack
+from eventpipeline_devenv.airflow_api import AirflowApi, write_dag
 from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
@@ -49,31 +48,14 @@ def _ensure_process(layout: Layout, report: Reporter, name: str, args: list[str]
     start_process(layout, name, [sys.executable, "-m", "eventpipeline.cli", *args], env={**os.environ, **env})
 
 
-def _airflow_token(exports: Mapping[str, str]) -> str:
-    response = httpx.post(
-        f"{exports['AIRFLOW_API_URL']}/auth/token",
-        json={"username": exports["AIRFLOW_USERNAME"], "password": exports["AIRFLOW_PASSWORD"]},
-        timeout=15,
-    )
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-def _airflow_get(exports: Mapping[str, str], path: str) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {_airflow_token(exports)}"}
-    return httpx.get(f"{exports['AIRFLOW_API_URL']}{path}", headers=headers, timeout=15)
-
-
 def _install_dag(examples: Path, exports: Mapping[str, str], report: Reporter) -> None:
     folder = Path(exports["AIRFLOW_DAGS_FOLDER"])
-    target = folder / f"{DAG_ID}.py"
-    tmp = folder / f".{DAG_ID}.py.tmp"
-    shutil.copyfile(examples / "dags" / f"{DAG_ID}.py", tmp)
-    tmp.replace(target)  # atomically: the dag-processor never parses half a file
+    write_dag(folder, DAG_ID, (examples / "dags" / f"{DAG_ID}.py").read_text())
     report.step("demo", f"wrote DAG {DAG_ID} to {folder}; waiting for Airflow to parse it")
+    airflow = AirflowApi(exports)
     wait_until(
         "demo",
-        lambda: _airflow_get(exports, f"/api/v2/dags/{DAG_ID}").status_code == 200,
+        lambda: airflow.dag_listed(DAG_ID),
         timeout=120,
         what=f"Airflow to list DAG {DAG_ID}",
     )
@@ -108,7 +90,7 @@ def _ready(custom: client.CustomObjectsApi, name: str) -> bool:
 
 def _secret(core: client.CoreV1Api, name: str) -> dict[str, str]:
     secret = core.read_namespaced_secret(name, DEMO_NAMESPACE)
-    return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+    return decode_secret_data(secret.data)
 
 
 def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: int, report: Reporter) -> None:
@@ -159,7 +141,8 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
 
 
 def _runs(exports: Mapping[str, str]) -> list[dict[str, Any]]:
-    response = _airflow_get(exports, f"/api/v2/dags/{DAG_ID}/dagRuns?limit=100&order_by=-start_date")
+    params = {"limit": 100, "order_by": "-start_date"}
+    response = AirflowApi(exports).request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params=params)
     response.raise_for_status()
     return list(response.json()["dag_runs"])
 

@@ -16,16 +16,24 @@ from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from kubernetes import config
 
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
-from eventpipeline_devenv.runtime import Layout, Reporter, free_port, tail
+from eventpipeline_devenv.runtime import (
+    Layout,
+    Reporter,
+    free_port,
+    is_running,
+    recorded_processes,
+    stop_process,
+    tail,
+)
 from tests.integration.secret_scan import SecretScan, process_logs
-from tests.integration.support import Kube, eventually, unique
+from tests.integration.support import Kube, eventually, fresh_namespace
 
 # Short enough that drift repair and deletion retries show within a test's patience.
+DEMO_PROCESSES = ("operator", "listener")
 OPERATOR_ENV = {"EVENTPIPELINE_RESYNC_SECONDS": "4", "EVENTPIPELINE_DELETE_BACKOFF_SECONDS": "2"}
 
 
@@ -34,6 +42,11 @@ def stack() -> Iterator[devstack.StackInfo]:
     layout = Layout.from_environment()
     already_running = devstack.running_stack(layout)
     info = devstack.up(layout, Reporter())
+    # A controller or listener that `make demo` left on a reused stack would act on the tests'
+    # pipelines alongside the processes under test: the session runs its own.
+    for record in recorded_processes(layout):
+        if record.name in DEMO_PROCESSES and is_running(record):
+            stop_process(layout, record)
     yield info
     if already_running is None:
         devstack.down(layout, Reporter())
@@ -141,11 +154,5 @@ def open_dag(stack: devstack.StackInfo) -> str:
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (the controller-manager finishes it)."""
-    name = unique("t")
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    try:
-        kube.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    with fresh_namespace(kube) as name:
+        yield name

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pulsar
@@ -13,6 +13,7 @@ from confluent_kafka import KafkaError, Producer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.adapters.kube import decode_secret_data
 from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning import naming
 from eventpipeline.planning.secrets import CA_KEY
@@ -40,6 +41,21 @@ def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: f
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
+
+
+@contextlib.contextmanager
+def fresh_namespace(kube: Kube, prefix: str = "t") -> Iterator[str]:
+    """A new namespace, deleted afterwards without waiting (the controller-manager finishes it)."""
+    name = unique(prefix)
+    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        try:
+            kube.core.delete_namespace(name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
 
 class Kube:
@@ -103,7 +119,7 @@ class Kube:
             if error.status == 404:
                 return None
             raise
-        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        return decode_secret_data(secret.data)
 
     def username(self, namespace: str, pipeline: str, principal: str, generation: int = 1) -> str:
         """The broker user / Pulsar role of one credential generation of a pipeline's principal."""

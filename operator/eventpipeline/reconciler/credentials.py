@@ -258,13 +258,18 @@ class ListenerHandoff:
         self._pipeline = pipeline
         self.namespace = namespace
         self.name = naming.listener_secret_name(pipeline.namespace, pipeline.name)
+        self._read: tuple[SecretView | None] | None = None  # read once per run; writes replace it
 
     def read(self) -> SecretView | None:
-        return self._cluster.read_secret(self.namespace, self.name)
+        if self._read is None:
+            self._read = (self._cluster.read_secret(self.namespace, self.name),)
+        return self._read[0]
 
     def write(self, data: dict[str, str]) -> None:
         labels = {PIPELINE_LABEL: self._pipeline.name, PRINCIPAL_LABEL: LISTENER_PRINCIPAL}
         self._cluster.write_secret(self.namespace, self.name, data, None, labels)
+        self._read = None
 
     def delete(self) -> None:
         self._cluster.delete_secret(self.namespace, self.name)
+        self._read = (None,)

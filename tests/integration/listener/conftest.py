@@ -152,5 +152,17 @@ def listener_status(kube: Any, namespace: str, name: str) -> dict[str, Any]:
     return dict(body.get("status", {}).get("listener") or {})
 
 
+def rotate_and_wait(kube: Any, namespace: str, name: str) -> None:
+    """Ask for a rotation and wait until the listener's new generation is the only valid one."""
+    kube.patch_pipeline(namespace, name, {"metadata": {"annotations": {"eventpipeline.dev/rotate": "now"}}})
+
+    def rotated_and_revoked() -> bool:
+        principals = (kube.get_pipeline(namespace, name) or {}).get("status", {}).get("principals", [])
+        listener = next(p for p in principals if p["name"] == "listener")
+        return bool(listener["generation"] == 2 and not listener.get("previousUsername"))
+
+    eventually(rotated_and_revoked, timeout=90, what="the listener credential to rotate and the old one to go")
+
+
 def settle(seconds: float) -> None:
     time.sleep(seconds)

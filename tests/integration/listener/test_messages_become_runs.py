@@ -24,7 +24,7 @@ from tests.integration.listener.brokers import (
     kafka_produce,
     kafka_read_all,
 )
-from tests.integration.listener.conftest import Airflow, Harness, listener_status, wait_ready
+from tests.integration.listener.conftest import Airflow, Harness, listener_status, rotate_and_wait, wait_ready
 from tests.integration.support import eventually
 
 pytestmark = pytest.mark.integration
@@ -307,14 +307,7 @@ def test_a_rotated_listener_credential_is_picked_up_without_a_restart(harness: H
     kafka_produce(producer, topic, values("before", 10))
     wait_runs(airflow, dag_id, prefix, 10)
 
-    kube.patch_pipeline(namespace, "rotated", {"metadata": {"annotations": {"eventpipeline.dev/rotate": "now"}}})
-
-    def rotated_and_revoked() -> bool:
-        principals = (kube.get_pipeline(namespace, "rotated") or {}).get("status", {}).get("principals", [])
-        listener_principal = next(p for p in principals if p["name"] == "listener")
-        return listener_principal["generation"] == 2 and not listener_principal.get("previousUsername")
-
-    eventually(rotated_and_revoked, timeout=90, what="the listener credential to rotate and the old one to go")
+    rotate_and_wait(kube, namespace, "rotated")
     producer = kube.secret(namespace, "rotated.app.credentials")
     assert producer is not None
     kafka_produce(producer, topic, values("after", 10))

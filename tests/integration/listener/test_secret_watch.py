@@ -13,7 +13,7 @@ from eventpipeline.adapters.kube import PRINCIPAL_LABEL
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import naming
 from tests.integration.listener.brokers import kafka_produce
-from tests.integration.listener.conftest import Harness, wait_ready
+from tests.integration.listener.conftest import Harness, rotate_and_wait, wait_ready
 from tests.integration.listener.test_messages_become_runs import (
     assert_exactly,
     run_prefix,
@@ -21,7 +21,7 @@ from tests.integration.listener.test_messages_become_runs import (
     values,
     wait_runs,
 )
-from tests.integration.support import eventually, unique
+from tests.integration.support import unique
 
 pytestmark = pytest.mark.integration
 
@@ -47,14 +47,7 @@ def test_a_secret_that_is_not_utf8_does_not_stop_rotations_being_picked_up(harne
     )
     kube.core.create_namespaced_secret(naming.DEFAULT_LISTENER_NAMESPACE, odd)
     try:
-        kube.patch_pipeline(namespace, "utf", {"metadata": {"annotations": {"eventpipeline.dev/rotate": "now"}}})
-
-        def rotated_and_revoked() -> bool:
-            principals = (kube.get_pipeline(namespace, "utf") or {}).get("status", {}).get("principals", [])
-            principal = next(p for p in principals if p["name"] == LISTENER_PRINCIPAL)
-            return principal["generation"] == 2 and not principal.get("previousUsername")
-
-        eventually(rotated_and_revoked, timeout=90, what="the listener credential to rotate and the old one to go")
+        rotate_and_wait(kube, namespace, "utf")
         producer = kube.secret(namespace, naming.secret_name("utf", "app"))  # rotated too
         assert producer is not None
         kafka_produce(producer, topic, values("after", 5))

@@ -26,7 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.listener.brokers import kafka_admin_settings
-from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
+from tests.integration.support import GROUP, VERSION, Kube, eventually, fresh_namespace, kafka_send, unique
 
 SETTLE_SECONDS = 180.0  # created → Ready with a reason and a message
 GONE_SECONDS = 120.0  # deleted → no longer in the API (finalizer done)
@@ -529,16 +529,8 @@ class BatchReport:
 @contextmanager
 def attacker_namespace(kube: Kube) -> Iterator[str]:
     """A fresh namespace for one batch; deleted afterwards without waiting (the controller-manager finishes it)."""
-    name = unique("hostile")
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
+    with fresh_namespace(kube, "hostile") as name:
         yield name
-    finally:
-        try:
-            kube.core.delete_namespace(name)
-        except ApiException as error:
-            if error.status != 404:
-                raise
 
 
 def _refusal(error: ApiException) -> str:

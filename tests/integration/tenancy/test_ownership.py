@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OPEN_DAG
-from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
+from tests.integration.support import GROUP, VERSION, Kube, eventually, fresh_namespace, kafka_send, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 
@@ -32,14 +31,8 @@ def spec(**extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def other_namespace(kube: Kube) -> Iterator[str]:
     """The attacker's (or the victim's) namespace next to the test's own."""
-    name = unique("t")
-    kube.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    try:
-        kube.core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    with fresh_namespace(kube) as name:
+        yield name
 
 
 @pytest.fixture

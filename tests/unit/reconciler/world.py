@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -61,15 +62,7 @@ class World:
         result = self.reconciler.reconcile(pipeline)
         # What kopf + the API server do with the returned status.
         status = EventPipelineStatus.model_validate(wire(result.status))
-        self.objects[(namespace, name)] = PipelineObject(
-            pipeline.namespace,
-            pipeline.name,
-            pipeline.uid,
-            pipeline.generation,
-            pipeline.annotations,
-            pipeline.spec,
-            status,
-        )
+        self.objects[(namespace, name)] = replace(pipeline, status=status)
         return result
 
     def delete(self, namespace: str, name: str) -> list[Any]:
@@ -87,15 +80,7 @@ class World:
         """What anyone allowed to patch the status subresource could do."""
         pipeline = self.objects[(namespace, name)]
         status = pipeline.status.model_copy(update=changes)
-        self.objects[(namespace, name)] = PipelineObject(
-            pipeline.namespace,
-            pipeline.name,
-            pipeline.uid,
-            pipeline.generation,
-            pipeline.annotations,
-            pipeline.spec,
-            status,
-        )
+        self.objects[(namespace, name)] = replace(pipeline, status=status)
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
