@@ -107,7 +107,6 @@ class Dispatcher:
 
     def submit(self, message: Message) -> None:
         self._submit(_Job(Item(message), dead_letter=False))
-        self.stalls.expect(_key(message), message.partition)
 
     def submit_due(self) -> None:
         for job in self._retries.pop_due(self.free_slots()):
@@ -119,6 +118,9 @@ class Dispatcher:
         except RuntimeError:  # the pool is shut down: the worker is stopping
             return
         self.running += 1
+        # The allowance runs from here, not from when a retry was scheduled: a retry that waited
+        # for a slot while throttled is not late (see `stalls`).
+        self.stalls.expect(_key(job.item.message), job.item.message.partition)
 
     def _run_job(self, epoch: int, job: _Job) -> None:
         """On a pool thread: one trigger request or one dead-letter write; the outcome always goes
@@ -169,6 +171,7 @@ class Dispatcher:
                 batch.append(self._done.get_nowait())
             except queue.Empty:
                 break
+        self.stalls.answered()
         for done in batch:
             self.running -= 1
             current = done.epoch == self._epoch
@@ -212,7 +215,7 @@ class Dispatcher:
 
     def _retry(self, job: _Job, failures: int, factor: float = 1.0) -> None:
         delay = self._retries.schedule(job, failures, factor)
-        self.stalls.expect(_key(job.item.message), job.item.message.partition, delay)
+        self.stalls.retry_at(_key(job.item.message), job.item.message.partition, delay)
 
     def _finished(self, source: Source, item: Item) -> None:
         source.done(item.message)
@@ -237,7 +240,6 @@ class Dispatcher:
             self._finished(source, item)
             return
         self._submit(_Job(item, dead_letter=True))
-        self.stalls.expect(_key(item.message), item.message.partition)
 
     def _dead_letter_finished(self, source: Source, current: bool, job: _Job, failure: Answer | None) -> None:
         item = job.item

@@ -1,11 +1,15 @@
 """Which partitions hold messages that wait longer than anything the listener knows explains.
 
-Every message a worker takes is expected to finish by a deadline: a request on its way has
-`request_allowance` seconds (Airflow's timeout, a token renewal, the answer's way back); a
-message waiting for its retry has its backoff on top. A message past its deadline is not
-waiting for anything the listener knows of — a lost job, a hung consumer — and its partition is
-stalled: the worker reopens its session (the broker delivers the message again) and status and
-a metric say so until the partition moves again.
+A message in the dispatcher's care is either on its way (a request to Airflow or a dead-letter
+write runs for it) or waiting for its retry. A request on its way has `request_allowance`
+seconds (Airflow's timeout, a token renewal, the answer's way back); one past it is not waiting
+for anything the listener knows of — a lost job, a hung request — and its partition is stalled.
+A message waiting for its retry waits its backoff, and once due it waits for a free slot: while
+Airflow is slow the concurrency limit (`congestion`) keeps it waiting far beyond its backoff,
+which is throttling, not a stall, as long as answers keep coming. Only when it is due, past the
+allowance too, and no answer at all came for an allowance (every slot held by a hung request)
+does it stall its partition. A stall makes the worker reopen its session (the broker delivers
+the messages again) and status and a metric say so until the partition moves again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ REQUEST_ALLOWANCE_SECONDS = 120.0
 class _Expected:
     partition: int
     deadline: float
+    on_its_way: bool  # False: waiting for its retry, then for a free slot
 
 
 class StallDetector:
@@ -34,10 +39,19 @@ class StallDetector:
         self._clock = clock
         self._allowance = request_allowance
         self._expected: dict[Hashable, _Expected] = {}
+        self._answered_at = clock()
 
-    def expect(self, key: Hashable, partition: int, wait: float = 0.0) -> None:
-        """A request for the message goes out after `wait` seconds (0: now)."""
-        self._expected[key] = _Expected(partition, self._clock() + wait + self._allowance)
+    def expect(self, key: Hashable, partition: int) -> None:
+        """A request (or dead-letter write) for the message goes out now."""
+        self._expected[key] = _Expected(partition, self._clock() + self._allowance, on_its_way=True)
+
+    def retry_at(self, key: Hashable, partition: int, wait: float) -> None:
+        """The message is tried again once `wait` seconds passed and a slot is free."""
+        self._expected[key] = _Expected(partition, self._clock() + wait + self._allowance, on_its_way=False)
+
+    def answered(self) -> None:
+        """Some request came back (whatever its answer): the slots move."""
+        self._answered_at = self._clock()
 
     def finished(self, key: Hashable) -> None:
         """The message is done (a run, the dead-letter topic), or no longer this worker's."""
@@ -46,11 +60,13 @@ class StallDetector:
     def clear(self) -> None:
         """A new session: every message not done comes again, with new expectations."""
         self._expected.clear()
+        self._answered_at = self._clock()
 
     def stalled(self) -> list[int]:
         """Partitions with a message past its deadline, sorted."""
         now = self._clock()
-        return sorted({e.partition for e in self._expected.values() if e.deadline < now})
+        quiet = now - self._answered_at > self._allowance
+        return sorted({e.partition for e in self._expected.values() if e.deadline < now and (e.on_its_way or quiet)})
 
     def waiting(self, partition: int) -> int:
         return sum(1 for e in self._expected.values() if e.partition == partition)
