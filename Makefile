@@ -33,12 +33,16 @@ integration: venv
 	$(BIN)/pytest -ra tests/integration
 
 lint: venv
-	$(BIN)/ruff check operator devtools tests bench
-	$(BIN)/ruff format --check operator devtools tests bench
+	$(BIN)/ruff check operator devtools tests bench airflow-provider-eventpipeline
+	$(BIN)/ruff format --check operator devtools tests bench airflow-provider-eventpipeline
 	$(BIN)/lint-imports
 
 typecheck: venv
 	$(BIN)/mypy
+	# The Airflow provider, strict, against Airflow's own types: mypy runs with the interpreter of
+	# the local stack's Airflow environment (installed first if needed), where Airflow is.
+	$(BIN)/mypy --config-file airflow-provider-eventpipeline/pyproject.toml \
+	  --python-executable "$$($(BIN)/python -m eventpipeline_devenv.airflow)"
 
 crds: venv
 	$(BIN)/eventpipeline crds --output crds

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import importlib.resources
 import importlib.util
@@ -51,11 +52,31 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "triggerer": ("--skip-serve-logs",),
 }
 HEALTH_PATH = "/api/v2/monitor/health"
+PROVIDER_DISTRIBUTION = "airflow-provider-eventpipeline"
+# What a build leaves in the provider's folder: not part of its content.
+_BUILD_LEFTOVERS = ("__pycache__", ".egg-info", "build", "dist", ".mypy_cache", ".ruff_cache")
 
 
 def _lock_file() -> Path:
     resources = importlib.resources.files("eventpipeline_devenv") / "resources"
     return Path(str(resources / "airflow" / "requirements.lock"))
+
+
+def provider_dir() -> Path | None:
+    """The provider's folder in this repository (the dev package is installed editable from it)."""
+    folder = Path(__file__).resolve().parents[2] / PROVIDER_DISTRIBUTION
+    return folder if (folder / "pyproject.toml").exists() else None
+
+
+def provider_digest(folder: Path) -> str:
+    """A digest of the provider's files (names and contents): a change reinstalls it."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if not path.is_file() or any(part.endswith(_BUILD_LEFTOVERS) for part in relative.parts):
+            continue
+        digest.update(str(relative).encode() + b"\x00" + path.read_bytes() + b"\x00")
+    return digest.hexdigest()
 
 
 def _uv_command() -> list[str] | None:
@@ -116,50 +137,80 @@ class AirflowComponent:
     # --- install -------------------------------------------------------------------------
 
     def _venv(self, layout: Layout) -> Path:
-        return layout.install_dir(self.name, self.version) / "venv"
+        # One environment per lock: a changed lock makes a new one beside the old, so stacks still
+        # running from the old environment (other state dirs share this cache) are not pulled from under.
+        digest = hashlib.sha256(_lock_file().read_bytes()).hexdigest()
+        return layout.install_dir(self.name, self.version) / f"venv-{digest[:12]}"
+
+    def python(self, layout: Layout) -> Path:
+        """The interpreter of the Airflow environment (the provider's type check runs with it)."""
+        return self._venv(layout) / "bin" / "python"
 
     def install(self, layout: Layout, report: Reporter) -> None:
         postgres.ensure_binaries(self.name, layout, report)
         install_dir = layout.install_dir(self.name, self.version)
-        marker = install_dir / ".installed"
-        lock = _lock_file()
-        # The marker holds the lock's digest, so a changed lock reinstalls the same version.
-        digest = hashlib.sha256(lock.read_bytes()).hexdigest()
-        # The venv's python is a symlink to the interpreter that made it: gone if that was removed.
-        usable = self._airflow_bin(layout).exists() and (self._venv(layout) / "bin" / "python").exists()
-        if marker.exists() and marker.read_text().strip() == digest and usable:
-            report.step(self.name, f"Airflow {self.version} already installed in {install_dir}")
-            return
-        marker.unlink(missing_ok=True)
-        venv = self._venv(layout)
-        shutil.rmtree(venv, ignore_errors=True)
         install_dir.mkdir(parents=True, exist_ok=True)
+        # Several stacks (state dirs) share this cache: one installer at a time.
+        with (install_dir / ".install.lock").open("w") as lock_handle:
+            fcntl.flock(lock_handle, fcntl.LOCK_EX)
+            self._install_airflow(layout, report)
+            self._install_provider(layout, report)
+
+    def _install_airflow(self, layout: Layout, report: Reporter) -> None:
+        venv = self._venv(layout)
+        marker = venv / ".installed"
+        # The venv's python is a symlink to the interpreter that made it: gone if that was removed.
+        if marker.exists() and self._airflow_bin(layout).exists() and self.python(layout).exists():
+            report.step(self.name, f"Airflow {self.version} already installed in {venv}")
+            return
+        shutil.rmtree(venv, ignore_errors=True)
         log = layout.log_path("airflow-install")
         uv = _uv_command()
         report.step(self.name, f"creating virtual environment {venv}")
         venv_command = [sys.executable, "-m", "venv", str(venv)]
         run_logged(self.name, venv_command + (["--without-pip"] if uv else []), log, timeout=300)
-        python = venv / "bin" / "python"
         report.step(
             self.name,
             f"installing apache-airflow {self.version} from the lock with {'uv' if uv else 'pip'} (about 300 MB)…",
         )
         if uv:
-            command = [*uv, "pip", "install", "--python", str(python), "--no-deps", "--compile-bytecode"]
-            command += ["-r", str(lock)]
+            command = [*uv, "pip", "install", "--python", str(self.python(layout)), "--no-deps", "--compile-bytecode"]
+            command += ["-r", str(_lock_file())]
         else:
-            command = [str(python), "-m", "pip", "install", "--no-deps", "-r", str(lock)]
+            command = [str(self.python(layout)), "-m", "pip", "install", "--no-deps", "-r", str(_lock_file())]
         run_logged(self.name, command, log, timeout=1800)
         run_logged(
             self.name,
             [str(self._airflow_bin(layout)), "version"],
             log,
-            env=self._clean_env({"AIRFLOW_HOME": str(install_dir / "probe-home")}),
+            env=self._clean_env({"AIRFLOW_HOME": str(venv / "probe-home")}),
             timeout=300,
         )
-        shutil.rmtree(install_dir / "probe-home", ignore_errors=True)
-        marker.write_text(digest + "\n")
+        shutil.rmtree(venv / "probe-home", ignore_errors=True)
+        marker.write_text("installed\n")
         report.step(self.name, f"Airflow {self.version} installed")
+
+    def _install_provider(self, layout: Layout, report: Reporter) -> None:
+        """The repository's Airflow provider, reinstalled whenever one of its files changed."""
+        source = provider_dir()
+        if source is None:
+            report.step(self.name, "no airflow-provider-eventpipeline folder beside the dev package: provider skipped")
+            return
+        marker = self._venv(layout) / ".provider"
+        digest = provider_digest(source)
+        if marker.exists() and marker.read_text().strip() == digest:
+            report.step(self.name, f"provider {PROVIDER_DISTRIBUTION} up to date")
+            return
+        report.step(self.name, f"installing provider {PROVIDER_DISTRIBUTION} from {source}")
+        python = str(self.python(layout))
+        uv = _uv_command()
+        if uv:
+            command = [*uv, "pip", "install", "--python", python, "--no-deps", "--reinstall-package",
+                       PROVIDER_DISTRIBUTION, str(source)]  # fmt: skip
+        else:
+            command = [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", str(source)]
+        run_logged(self.name, command, layout.log_path("airflow-install"), timeout=600)
+        marker.write_text(digest + "\n")
 
     def _airflow_bin(self, layout: Layout) -> Path:
         return self._venv(layout) / "bin" / "airflow"
@@ -325,3 +376,18 @@ class AirflowComponent:
             return _health_ok(api_url)
         except (httpx.HTTPError, ValueError):
             return False
+
+
+def main() -> None:
+    """`python -m eventpipeline_devenv.airflow`: install Airflow and the provider if needed, print its interpreter.
+
+    `make typecheck` checks the provider with this interpreter, against Airflow's own types.
+    """
+    component = AirflowComponent()
+    layout = Layout.from_environment()
+    component.install(layout, Reporter())
+    print(component.python(layout))
+
+
+if __name__ == "__main__":
+    main()
