@@ -51,6 +51,27 @@ DEFAULT_ALLOWED_CONFIG_KEYS = (
 CONFIG_KEY_PATTERN = r"^[a-z0-9]+([.][a-z0-9]+)*$"
 
 
+class SchemaRegistrySettings(ApiModel):
+    """A Confluent-compatible schema registry (Confluent Schema Registry, Apicurio's ccompat API, Karapace)."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="Base URL of the Confluent-compatible API, e.g. http://registry:8080/apis/ccompat/v7. "
+        "Producer Secrets of pipelines with a schema carry it as `schema.registry.url`.",
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with keys `username` and `password` for HTTP basic authentication, used by the "
+        "operator and given to producers (`basic.auth.user.info`). Unset: no authentication.",
+    )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with key `ca.crt` (PEM) of the CA of an https:// registry. Unset: the system's CAs.",
+    )
+
+
 class KafkaSettings(ApiModel):
     """How to reach a Kafka cluster, for the operator (admin) and for the clients it configures."""
 
@@ -73,6 +94,11 @@ class KafkaSettings(ApiModel):
     )
     default_replication_factor: int = Field(
         default=3, ge=1, le=32767, description="Replication factor of topics that do not set one."
+    )
+    schema_registry: SchemaRegistrySettings | None = Field(
+        default=None,
+        description="Where pipelines with spec.schema register it; unset: such pipelines are refused "
+        "(SchemaRegistryMissing).",
     )
 
 

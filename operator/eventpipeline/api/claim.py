@@ -5,7 +5,7 @@ place where ownership lives — never the pipeline's status, which its users can
 is taken by *creating* it: the API server refuses a second object of the same name, so two
 pipelines can never both own the same topic, principal or Airflow connection. The claim also
 holds what the operator must remember about the object: a principal's credential generations,
-the external principals granted on a topic, the fingerprint of a connection it wrote.
+the external principals granted on a topic, the fingerprint of a connection it wrote, the schema versions it registered.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import Field
 
 from eventpipeline.api.common import ApiModel
 
-ClaimKind = Literal["Topic", "DeadLetterTopic", "Principal", "AirflowConnection"]
+ClaimKind = Literal["Topic", "DeadLetterTopic", "Principal", "AirflowConnection", "Schema"]
 PrincipalRole = Literal["producer", "consumer", "listener"]
 
 
@@ -54,6 +54,20 @@ class CredentialRecord(ApiModel):
         return [self.username] + ([self.previous_username] if self.previous_username else [])
 
 
+class SchemaVersionRecord(ApiModel):
+    """One schema version the operator registered, and the DAG version that was current then."""
+
+    version: int
+    id: int | None = Field(default=None, description="The registry's global id (Kafka); absent on Pulsar.")
+    fingerprint: str = Field(description="SHA-256 of the schema text as registered.")
+    registered_at: str | None = None
+    dag_version: int | None = Field(
+        default=None,
+        description="The version number Airflow reported as current for the pipeline's DAG when this schema "
+        "version was registered; absent without a DAG or when Airflow did not answer.",
+    )
+
+
 class OwnershipClaimSpec(ApiModel):
     """Which object on which system, owned by which pipeline, and what the operator keeps about it."""
 
@@ -65,7 +79,16 @@ class OwnershipClaimSpec(ApiModel):
     credential: CredentialRecord | None = None
     externals: list[str] = Field(default_factory=list, description="Topic: external principals granted on it.")
     fingerprint: str | None = Field(default=None, description="AirflowConnection: hash of what was written.")
+    holds: str | None = Field(
+        default=None,
+        description="AirflowConnection of a producer: the Kafka user or Pulsar role whose credential it holds.",
+    )
     partitions: int | None = Field(default=None, description="Topic: partitions it has (for namespace quotas).")
+    schema_versions: list[SchemaVersionRecord] = Field(
+        default_factory=list,
+        description="Schema: the versions the operator registered under the subject (Kafka) or on the topic "
+        "(Pulsar), oldest first; any other version there is drift.",
+    )
 
 
 class OwnershipClaimStatus(ApiModel):

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
+from eventpipeline.api.claim import SchemaVersionRecord
 from eventpipeline.api.common import (
     DNS_LABEL_PATTERN,
     AirflowInstanceRef,
@@ -181,6 +182,68 @@ class TriggerSpec(ApiModel):
     dead_letter: DeadLetterSpec = Field(default_factory=DeadLetterSpec)
 
 
+SCHEMA_DEFINITION_MAX_LENGTH = 256 * 1024
+SchemaType = Literal["AVRO", "JSON"]
+SchemaCompatibility = Literal[
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+]
+
+
+class ConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the pipeline's own namespace."""
+
+    name: str = Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    key: str = Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
+SCHEMA_CEL_RULES = cel(
+    (
+        "has(self.definition) != has(self.configMapRef)",
+        "set exactly one of schema.definition and schema.configMapRef",
+    ),
+    (
+        "self.type == oldSelf.type",
+        "schema.type cannot change: no registry can check a new type against the old one; "
+        "create a new pipeline (a new topic) for another type",
+    ),
+)
+
+
+class SchemaSpec(ApiModel):
+    """The shape of the topic's messages, registered in the broker's schema registry.
+
+    A changed definition is checked against the registered versions first and registered only
+    if `compatibility` allows it.
+    """
+
+    model_config = ConfigDict(json_schema_extra=SCHEMA_CEL_RULES)
+
+    type: SchemaType = Field(
+        description="AVRO (an Avro schema, JSON text) or JSON (a JSON Schema document on Kafka; on Pulsar "
+        "an Avro record schema, which is how Pulsar describes JSON messages)."
+    )
+    definition: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=SCHEMA_DEFINITION_MAX_LENGTH,
+        description="The schema text, inline. Set this or configMapRef.",
+    )
+    config_map_ref: ConfigMapKeyRef | None = Field(
+        default=None, description="The schema text from a ConfigMap of the pipeline's namespace."
+    )
+    compatibility: SchemaCompatibility = Field(
+        default="BACKWARD",
+        description="Which changes the registry accepts: BACKWARD (new readers read old data), FORWARD, FULL, "
+        "their _TRANSITIVE forms (checked against every version, not only the latest), or NONE.",
+    )
+
+
 class AirflowSpec(ApiModel):
     """The Airflow side: which instance, the connection kept in sync, the DAG to trigger."""
 
@@ -240,6 +303,12 @@ class EventPipelineSpec(ApiModel):
     )
     external_principals: list[ExternalPrincipalSpec] = Field(default_factory=list, max_length=50)
     credentials: CredentialsSpec = Field(default_factory=CredentialsSpec)
+    schema_: SchemaSpec | None = Field(
+        default=None,
+        alias="schema",
+        description="The messages' schema, registered in the broker's registry (Kafka: the broker's "
+        "schemaRegistry; Pulsar: its built-in registry). Omit for plain bytes.",
+    )
     airflow: AirflowSpec | None = None
     listener: ListenerSpec = Field(default_factory=ListenerSpec)
     suspend: bool = Field(default=False, description="Pause reconciliation and triggering.")
@@ -294,6 +363,18 @@ class ListenerStatus(ApiModel):
     )
 
 
+class SchemaStatus(ApiModel):
+    """The schema as registered: what producers must use and the listener decodes with."""
+
+    type: SchemaType
+    subject: str = Field(description="Kafka: the registry subject (`<topic>-value`); Pulsar: the topic.")
+    version: int
+    id: int | None = None
+    fingerprint: str
+    registered_at: str | None = None
+    history: list[SchemaVersionRecord] = Field(default_factory=list, description="Every version, oldest first.")
+
+
 class EventPipelineStatus(ApiModel):
     """Observed state: conditions per part, the resolved topic, principals, listener counters."""
 
@@ -307,6 +388,7 @@ class EventPipelineStatus(ApiModel):
         default_factory=list, description="External principals the operator granted access to."
     )
     airflow_connection: str | None = None
+    schema_: SchemaStatus | None = Field(default=None, alias="schema")
     listener: ListenerStatus | None = None
     rotate_request: str | None = Field(
         default=None, description="Value of the eventpipeline.dev/rotate annotation last acted on."

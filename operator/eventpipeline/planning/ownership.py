@@ -19,6 +19,7 @@ _CLAIM_SPACE: dict[ClaimKind, str] = {
     "DeadLetterTopic": "topic",
     "Principal": "principal",
     "AirflowConnection": "connection",
+    "Schema": "schema",
 }
 
 
