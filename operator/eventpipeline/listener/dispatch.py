@@ -18,7 +18,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from eventpipeline.api.common import parse_duration
-from eventpipeline.listener.congestion import Congestion
+from eventpipeline.listener.congestion import SLOW_ANSWER_SECONDS, Congestion
 from eventpipeline.listener.dead_letter import dead_letter_headers, write_dead_letter
 from eventpipeline.listener.retries import Clock, RetrySchedule
 from eventpipeline.listener.session import Connection, EventSink
@@ -86,6 +86,7 @@ class Dispatcher:
         self._epoch = 0
         self._connection: Connection | None = None
         self.running = 0  # jobs submitted and not yet handled
+        self._airflow_failed = False  # a transient failure since the last good answer
 
     def begin(self, connection: Connection) -> None:
         """A new consumer: messages held for retry will come again from it."""
@@ -192,12 +193,14 @@ class Dispatcher:
             else:
                 self._stats.duplicate(item.message.run_id)
             self._stats.airflow_error(None)
+            self._recovered(answer)
             if current:
                 self._finished(source, item)
             return
         if not current:
             return  # the message comes again from the new consumer
         if outcome is Outcome.TRANSIENT:
+            self._airflow_failed = self._airflow_failed or not answer.held
             item.transient_failures += 1
             self._stats.retried("transient")
             status = "no answer" if answer.status_code is None else f"HTTP {answer.status_code}"
@@ -212,6 +215,18 @@ class Dispatcher:
             self._retry(_Job(item, dead_letter=False), item.refusals)
             return
         self._refused_for_good(source, item, answer)
+
+    def _recovered(self, answer: Answer) -> None:
+        """The first good answer after transient failures: Airflow takes runs again, so the retries
+        of the outage go out now instead of after their backoff (stretched while throttled), which
+        would otherwise hold a full window idle for minutes. The concurrency limit still bounds how
+        many go at once, and it only grows back one by one as good answers keep coming."""
+        if not self._airflow_failed or answer.seconds > SLOW_ANSWER_SECONDS:
+            return
+        self._airflow_failed = False
+        moved = self._retries.expedite(lambda job: not job.dead_letter and job.item.refusals == 0)
+        if moved:
+            LOG.info("%s: Airflow answers again; %d message(s) waiting for a retry go now", self._config.key, moved)
 
     def _retry(self, job: _Job, failures: int, factor: float = 1.0) -> None:
         delay = self._retries.schedule(job, failures, factor)

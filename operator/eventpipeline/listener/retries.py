@@ -64,6 +64,18 @@ class RetrySchedule(Generic[T]):
             return longest
         return max(0.0, min(longest, self._heap[0].at - self._clock()))
 
+    def expedite(self, wanted: Callable[[T], bool]) -> int:
+        """Make the `wanted` entries due now (keeping their order); how many there were."""
+        now = self._clock()
+        moved = 0
+        for due in self._heap:
+            if due.at > now and wanted(due.entry):
+                due.at = now
+                moved += 1
+        if moved:
+            heapq.heapify(self._heap)
+        return moved
+
     def clear(self) -> None:
         """Forget every entry (a new consumer delivers those messages again)."""
         self._heap.clear()

@@ -11,7 +11,7 @@ from eventpipeline.listener.dead_letter import VALUE_OMITTED_HEADER
 from eventpipeline.listener.stalls import REQUEST_ALLOWANCE_SECONDS
 from eventpipeline.listener.trigger import Answer
 from eventpipeline.planning.delivery import Message
-from tests.unit.listener.fakes import FakeAirflow, FakeSource, HeldExecutor, messages
+from tests.unit.listener.fakes import FakeAirflow, FakeSource, HeldExecutor, config, messages
 from tests.unit.listener.test_worker import rig
 
 
@@ -123,3 +123,23 @@ def test_a_congested_airflow_gets_fewer_concurrent_requests_and_status_says_so()
         r.steps(1)
         r.clock.advance(1)
     assert r.worker._dispatcher.congestion.limit == 4 and r.worker.status().throttled is None
+
+
+def test_once_airflow_answers_again_the_retries_of_the_outage_go_out_without_waiting_their_backoff() -> None:
+    """After an outage the retries wait a backoff stretched by throttling (here up to 5 minutes);
+    the first good answer shows Airflow is back, so they go out at once — still no more at a time
+    than the concurrency limit allows — instead of idling a full window for minutes."""
+    down = [True]
+    source = FakeSource(messages(12, partitions=2))
+    airflow = FakeAirflow(lambda _run, _attempt: None if down[0] else 200)
+    r = rig(source, airflow, pipeline=config(backoff="5s", maxBackoff="5m"))
+    for _ in range(30):  # a 30 s outage: every message fails at least once, some several times
+        r.steps(1)
+        r.clock.advance(1)
+    assert not airflow.created and len(r.worker._dispatcher._retries) == 12
+    longest = max(due.at for due in r.worker._dispatcher._retries._heap) - r.clock.now
+    assert longest > 30, "the stretched backoff would hold them for long"
+    down[0] = False
+    r.clock.advance(r.worker._dispatcher.next_retry_in(600))  # the first retry falls due
+    r.steps(10)  # no time passes: what goes out now goes out because Airflow answered
+    assert source.committed == {0: 6, 1: 6} and len(airflow.created) == 12

@@ -59,3 +59,15 @@ def test_clearing_forgets_every_entry() -> None:
     retries.clear()
     clock.advance(10)
     assert retries.pop_due(10) == [] and len(retries) == 0
+
+
+def test_expedited_entries_are_due_at_once_in_their_order_and_the_others_keep_their_time() -> None:
+    clock = FakeClock()
+    retries = schedule(clock)
+    retries.schedule("late", failures=3)  # 4 s
+    retries.schedule("early", failures=2)  # 2 s
+    retries.schedule("kept", failures=1)  # 1 s
+    assert retries.expedite(lambda entry: entry != "kept") == 2
+    assert retries.pop_due(10) == ["late", "early"]
+    clock.advance(1)
+    assert retries.pop_due(10) == ["kept"]
