@@ -1,9 +1,8 @@
 """How a task's result becomes the bytes of a message. Pure.
 
 `json` (the default) publishes text and bytes as they are and any other value as JSON;
-`string` and `bytes` insist on that type. A pipeline with a schema (a registry URL in the Kafka
-connection) needs its schema's encoding: Avro is not implemented yet, so publishing there with
-`json` is refused rather than sending bytes its consumers cannot decode.
+`string` and `bytes` insist on that type. A Kafka pipeline with a schema (a registry URL in its
+connection) is encoded with that schema instead: see `schemas.py`.
 """
 
 from __future__ import annotations

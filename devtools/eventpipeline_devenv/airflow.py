@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.resources
 import importlib.util
@@ -60,6 +61,13 @@ _BUILD_LEFTOVERS = ("__pycache__", ".egg-info", "build", "dist", ".mypy_cache", 
 def _lock_file() -> Path:
     resources = importlib.resources.files("eventpipeline_devenv") / "resources"
     return Path(str(resources / "airflow" / "requirements.lock"))
+
+
+@functools.cache
+def _lock_digest() -> str:
+    """The lock's digest, read once per process: a lock edited between install and start (separate
+    component instances) cannot send the two to different environments."""
+    return hashlib.sha256(_lock_file().read_bytes()).hexdigest()
 
 
 def provider_dir() -> Path | None:
@@ -139,8 +147,7 @@ class AirflowComponent:
     def _venv(self, layout: Layout) -> Path:
         # One environment per lock: a changed lock makes a new one beside the old, so stacks still
         # running from the old environment (other state dirs share this cache) are not pulled from under.
-        digest = hashlib.sha256(_lock_file().read_bytes()).hexdigest()
-        return layout.install_dir(self.name, self.version) / f"venv-{digest[:12]}"
+        return layout.install_dir(self.name, self.version) / f"venv-{_lock_digest()[:12]}"
 
     def python(self, layout: Layout) -> Path:
         """The interpreter of the Airflow environment (the provider's type check runs with it)."""

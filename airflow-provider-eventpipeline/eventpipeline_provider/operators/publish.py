@@ -11,6 +11,8 @@ from eventpipeline_provider.connections import parse_extra, registry_url
 from eventpipeline_provider.errors import PublishError
 from eventpipeline_provider.hooks.kafka import KafkaHook
 from eventpipeline_provider.hooks.pulsar import PulsarHook
+from eventpipeline_provider.registry import latest_schema
+from eventpipeline_provider.schemas import encode_with_schema
 from eventpipeline_provider.serialization import (
     Serializer,
     encode_key,
@@ -68,14 +70,16 @@ class PublishToTopicOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         connection = BaseHook.get_connection(self.conn_id)
-        payload = encode_value(self.value, self.serializer)
         if connection.conn_type == "kafka":
-            if registry_url(parse_extra(connection.extra)) is not None and self.serializer != "bytes":
-                raise PublishError(
-                    f"topic {self.topic} has a schema (the connection names a registry); this provider version "
-                    "cannot encode with it yet: publish bytes your schema's serializer made (serializer='bytes')"
-                )
-            return self._kafka(payload)
+            extra = parse_extra(connection.extra)
+            if registry_url(extra) is not None and self.serializer != "bytes":
+                # The pipeline has a schema: its consumers decode the wire format with the schema id.
+                schema = latest_schema(extra, self.topic)
+                self.log.info("encoding with schema version %s (id %s, %s)", schema.version, schema.id,
+                              schema.schema_type)  # fmt: skip
+                return self._kafka(encode_with_schema(self.value, schema))
+            return self._kafka(encode_value(self.value, self.serializer))
+        payload = encode_value(self.value, self.serializer)
         if connection.conn_type in PULSAR_CONN_TYPES:
             return self._pulsar(payload or b"")
         raise PublishError(

@@ -1,0 +1,58 @@
+"""Values for a pipeline with a schema come out in the wire format the listener decodes."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import fastavro
+import pytest
+from eventpipeline_provider.errors import PublishError
+from eventpipeline_provider.schemas import RegisteredSchema, encode_with_schema, kafka_subject
+
+from eventpipeline.planning.schema_versions import split_wire_format
+
+ORDER_AVRO = json.dumps({
+    "type": "record", "name": "Order",
+    "fields": [{"name": "order", "type": "string"}, {"name": "total", "type": "double"}],
+})  # fmt: skip
+ORDER_JSON = json.dumps({"type": "object", "required": ["order"], "properties": {"order": {"type": "string"}}})
+
+
+def test_an_avro_value_carries_the_schema_id_and_reads_back_with_the_schema() -> None:
+    data = encode_with_schema({"order": "o-1", "total": 12.5}, RegisteredSchema(41, 2, "AVRO", ORDER_AVRO))
+    schema_id, payload = split_wire_format(data)
+    assert schema_id == 41
+    decoded = fastavro.schemaless_reader(io.BytesIO(payload), fastavro.parse_schema(json.loads(ORDER_AVRO)))
+    assert decoded == {"order": "o-1", "total": 12.5}
+
+
+def test_a_templated_value_arrives_as_json_text_and_is_encoded_as_the_object() -> None:
+    data = encode_with_schema('{"order": "o-2", "total": 1}', RegisteredSchema(1, 1, "AVRO", ORDER_AVRO))
+    assert split_wire_format(data)[0] == 1
+
+
+def test_a_json_schema_value_is_validated_and_sent_as_json() -> None:
+    data = encode_with_schema({"order": "o-3"}, RegisteredSchema(7, 1, "JSON", ORDER_JSON))
+    assert split_wire_format(data) == (7, b'{"order":"o-3"}')
+    with pytest.raises(PublishError, match="JSON schema"):
+        encode_with_schema({"total": 3}, RegisteredSchema(7, 1, "JSON", ORDER_JSON))
+
+
+def test_a_value_that_does_not_fit_the_avro_schema_is_refused_before_sending() -> None:
+    with pytest.raises(PublishError, match="Avro schema"):
+        encode_with_schema({"order": "o-4"}, RegisteredSchema(1, 1, "AVRO", ORDER_AVRO))
+
+
+def test_protobuf_is_refused_with_what_to_do() -> None:
+    with pytest.raises(PublishError, match="serializer='bytes'"):
+        encode_with_schema({"a": 1}, RegisteredSchema(1, 1, "PROTOBUF", "syntax = 'proto3';"))
+
+
+def test_the_subject_is_the_topic_name_strategy() -> None:
+    assert kafka_subject("shop.orders") == "shop.orders-value"
+
+
+def test_the_registry_answer_without_a_type_is_avro() -> None:
+    schema = RegisteredSchema.from_registry({"id": 3, "version": 2, "schema": ORDER_AVRO})
+    assert (schema.id, schema.version, schema.schema_type) == (3, 2, "AVRO")
