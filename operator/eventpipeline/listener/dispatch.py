@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from eventpipeline.api.common import parse_duration
 from eventpipeline.listener.congestion import SLOW_ANSWER_SECONDS, Congestion
 from eventpipeline.listener.dead_letter import dead_letter_headers, write_dead_letter
+from eventpipeline.listener.holding import Holds
 from eventpipeline.listener.retries import Clock, RetrySchedule
 from eventpipeline.listener.session import Connection, EventSink
 from eventpipeline.listener.source import Source
@@ -28,6 +29,7 @@ from eventpipeline.listener.stats import ListenerStats
 from eventpipeline.listener.trigger import Answer, trigger_message
 from eventpipeline.planning import delivery
 from eventpipeline.planning.delivery import Message, Outcome
+from eventpipeline.planning.schema_versions import UndecodableError, behind_message
 from eventpipeline.planning.serving import PipelineConfig
 
 LOG = logging.getLogger("eventpipeline.listener")
@@ -43,6 +45,16 @@ class Item:
     last: Answer | None = None
     dead_letter_failures: int = 0
     dead_letter_error: str | None = None
+    sequence: int = 0  # the order the worker took the messages in
+    undecodable: bool = False  # the schema does not read it: it goes to the dead-letter topic
+
+    @property
+    def partition(self) -> int:
+        return self.message.partition
+
+    @property
+    def schema_version(self) -> int | None:
+        return self.message.decoded.schema.version if self.message.decoded else None
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,8 @@ class Dispatcher:
         self._connection: Connection | None = None
         self.running = 0  # jobs submitted and not yet handled
         self._airflow_failed = False  # a transient failure since the last good answer
+        self.holds: Holds[Item] = Holds(clock)  # messages waiting for the DAG to handle their schema
+        self._taken = 0
 
     def begin(self, connection: Connection) -> None:
         """A new consumer: messages held for retry will come again from it."""
@@ -94,12 +108,14 @@ class Dispatcher:
         self._connection = connection
         self._retries.clear()
         self.stalls.clear()
+        self.holds.clear()
+        self._stats.schema_hold(None, 0)
 
     def free_slots(self) -> int:
         return self.congestion.limit - self.running
 
     def next_retry_in(self, longest: float) -> float:
-        return self._retries.wait(longest)
+        return self.holds.next_probe_in(self._retries.wait(longest))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -107,11 +123,79 @@ class Dispatcher:
     # -- submitting ----------------------------------------------------------------------------
 
     def submit(self, message: Message) -> None:
-        self._submit(_Job(Item(message), dead_letter=False))
+        self._taken += 1
+        item = self._decoded(Item(message, sequence=self._taken))
+        if item is None:
+            return
+        if self.holds.queue_behind(item):
+            self._report_holds()
+        else:
+            self._submit(_Job(item, dead_letter=False))
 
     def submit_due(self) -> None:
         for job in self._retries.pop_due(self.free_slots()):
-            self._submit(job)
+            if job.item.undecodable and not job.dead_letter:
+                self._decoded(job.item)  # the retry of an unknown schema: decode again
+            else:
+                self._submit(job)
+        for item in self.holds.due_probes():
+            self._submit(_Job(item, dead_letter=False))
+
+    # -- schemas: decoding, and holding messages the DAG does not handle yet -------------------
+
+    def _decoded(self, item: Item) -> Item | None:
+        """`item` with its value decoded with the pipeline's schema; None when it does not decode
+        (retried if its schema may be handed over later, else dead-lettered)."""
+        connection = self._connection
+        decoder = connection.decoder if connection is not None else None
+        if decoder is None:
+            return item
+        try:
+            item.message = decoder.decode(item.message)
+        except UndecodableError as error:
+            assert connection is not None
+            item.undecodable = True
+            item.last = Answer(None, f"undecodable: {error.reason}", 0.0)
+            item.refusals += 1
+            if error.retriable and not delivery.dead_letter_due(item.refusals, self._config.trigger.retry.limit):
+                self._stats.retried("refused")
+                self._retry(_Job(item, dead_letter=False), item.refusals)
+            else:
+                self._refused_for_good(connection.source, item)
+            return None
+        item.undecodable = False
+        return item
+
+    def _hold(self, item: Item, dag_version: int) -> None:
+        """The DAG handles older schema versions only: the message (and its partition) waits."""
+        self.stalls.finished(_key(item.message))  # waiting for the DAG's owner, not a stall
+        if self.holds.hold(item, dag_version):
+            LOG.info("%s: %s", self._config.key, item.last.detail if item.last else "")
+            self._emit_event(self._config, "Warning", "DagBehindSchema", item.last.detail if item.last else "")
+        self._report_holds()
+
+    def _release(self, item: Item) -> None:
+        """`item` got past the DAG's version check: if it was a held partition's first message,
+        the messages behind it go on, in order."""
+        released = self.holds.passed(item)
+        if released is None:
+            return
+        for waiting in released:
+            self._submit(_Job(waiting, dead_letter=False))
+        self._emit_event(
+            self._config, "Normal", "SchemaHoldReleased",
+            f"{self._target()} handles schema version {item.schema_version} now; {len(released) + 1} held "
+            f"message(s) of partition {item.partition} go to Airflow in order",
+        )  # fmt: skip
+        self._report_holds()
+
+    def _report_holds(self) -> None:
+        summary = self.holds.summary()
+        if summary is None:
+            self._stats.schema_hold(None, 0)
+            return
+        text = behind_message(self._target(), summary.dag_version, summary.held_versions, summary.partitions)
+        self._stats.schema_hold(f"{text} ({summary.messages} message(s) held)", summary.messages)
 
     def _submit(self, job: _Job) -> None:
         try:
@@ -183,8 +267,13 @@ class Dispatcher:
                 self._trigger_finished(source, current, done.job.item, done.failure)
 
     def _trigger_finished(self, source: Source, current: bool, item: Item, answer: Answer) -> None:
-        outcome = Outcome.TRANSIENT if answer.held else delivery.classify(answer.status_code)
         item.last = answer
+        if current and answer.dag_schema_version is not None:
+            self._hold(item, answer.dag_schema_version)
+            return
+        if current and answer.dag_schema_version is None:
+            self._release(item)
+        outcome = Outcome.TRANSIENT if answer.held else delivery.classify(answer.status_code)
         if not answer.held and self.congestion.answered(answer.status_code, answer.seconds):
             self._stats.throttled(self.congestion.limit, self.congestion.describe())
         if outcome in (Outcome.CREATED, Outcome.DUPLICATE):
@@ -214,7 +303,7 @@ class Dispatcher:
         if not delivery.dead_letter_due(item.refusals, self._config.trigger.retry.limit):
             self._retry(_Job(item, dead_letter=False), item.refusals)
             return
-        self._refused_for_good(source, item, answer)
+        self._refused_for_good(source, item)
 
     def _recovered(self, answer: Answer) -> None:
         """The first good answer after transient failures: Airflow takes runs again, so the retries
@@ -237,20 +326,16 @@ class Dispatcher:
         self.stalls.finished(_key(item.message))
         self._stats.progressed(item.message.partition)
 
-    def _refused_for_good(self, source: Source, item: Item, answer: Answer) -> None:
-        run_id, refusals = item.message.run_id, item.refusals
-        LOG.warning(
-            "%s: Airflow refused %s %d time(s) (HTTP %s: %s)",
-            self._config.key, run_id, refusals, answer.status_code, answer.detail,
-        )  # fmt: skip
+    def _refused_for_good(self, source: Source, item: Item) -> None:
+        run_id = item.message.run_id
+        LOG.warning("%s: %s: %s", self._config.key, run_id, _why(item))
         if self._config.dead_letter_topic is None:
             self._stats.dropped()
             self._emit_event(
                 self._config,
                 "Warning",
                 "MessageDropped",
-                f"{run_id}: Airflow refused it {refusals} time(s) (HTTP {answer.status_code}: "
-                f"{answer.detail}) and dead-lettering is disabled; committed without a run",
+                f"{run_id}: {_why(item)} and dead-lettering is disabled; committed without a run",
             )
             self._finished(source, item)
             return
@@ -260,15 +345,12 @@ class Dispatcher:
         item = job.item
         if failure is None:
             self._stats.dead_lettered()
-            last = item.last
             omitted = item.dead_letter_failures > self._config.trigger.retry.limit
             self._emit_event(
                 self._config,
                 "Warning",
                 "MessageDeadLettered",
-                f"{item.message.run_id}: Airflow refused it {item.refusals} time(s) "
-                f"(HTTP {last.status_code if last else '?'}: {last.detail if last else ''}); "
-                f"sent to {self._config.dead_letter_topic}"
+                f"{item.message.run_id}: {_why(item)}; sent to {self._config.dead_letter_topic}"
                 + (f" without its value ({item.dead_letter_error})" if omitted else ""),
             )
             if current:
@@ -286,6 +368,17 @@ class Dispatcher:
         if trigger.mode == "AssetEvent":
             return f"asset {trigger.asset_uri}"
         return f"DAG {trigger.dag_id}"
+
+
+def _why(item: Item) -> str:
+    """Why a message goes to the dead-letter topic (or is dropped), for its Event."""
+    last = item.last
+    if item.undecodable:
+        return last.detail if last else "undecodable"
+    return (
+        f"Airflow refused it {item.refusals} time(s) "
+        f"(HTTP {last.status_code if last else '?'}: {last.detail if last else ''})"
+    )
 
 
 def _key(message: Message) -> tuple[int, str]:

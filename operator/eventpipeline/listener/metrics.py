@@ -67,6 +67,12 @@ CONCURRENCY_LIMIT = Gauge(
     ["pipeline"],
     registry=REGISTRY,
 )
+SCHEMA_HELD = Gauge(
+    f"{PREFIX}_schema_held_messages",
+    "Messages held, uncommitted, because their schema version is newer than the DAG states (DagBehindSchema).",
+    ["pipeline"],
+    registry=REGISTRY,
+)
 PIPELINES = Gauge(f"{PREFIX}_pipelines", "Pipelines this listener serves.", registry=REGISTRY)
 
 
@@ -74,7 +80,7 @@ def forget(pipeline: str) -> None:
     """Drop a pipeline's series when this listener stops serving it."""
     for metric in (
         CONSUMED, RUNS_CREATED, DUPLICATES, DEAD_LETTERED, WITHOUT_RUN, LAG, IN_FLIGHT, UNCOMMITTED, UP,
-        TRIGGER_LATENCY, STALLED_PARTITIONS, STALLS, CONCURRENCY_LIMIT,
+        TRIGGER_LATENCY, STALLED_PARTITIONS, STALLS, CONCURRENCY_LIMIT, SCHEMA_HELD,
     ):  # fmt: skip
         with contextlib.suppress(KeyError):
             metric.remove(pipeline)

@@ -127,6 +127,7 @@ class PulsarSource(SourceBase[Any]):
             headers=tuple((name, str(value).encode()) for name, value in sorted(properties.items())),
             timestamp_ms=timestamp or None,
             token=message_id,
+            schema_version=schema_version(raw),
         )
 
     def done(self, message: Message) -> None:
@@ -181,3 +182,13 @@ class PulsarSource(SourceBase[Any]):
         trust, self._trust = self._trust, None
         if trust is not None:
             trust.remove()
+
+
+def schema_version(raw: Any) -> int | None:
+    """The schema version the message was written with (the broker's number), None without one.
+
+    The client gives it as the 8 raw big-endian bytes of the metadata (`schema_version()`, a str
+    that may not survive decoding) and as a number on the wrapped message; the number is used.
+    """
+    number = raw._message.int_schema_version()
+    return int(number) if number is not None and number >= 0 else None

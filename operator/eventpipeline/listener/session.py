@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from eventpipeline.api.common import AirflowInstanceRef
+from eventpipeline.listener.decoding import Decoder, decoder_for
 from eventpipeline.listener.source import Source, SourceError
 from eventpipeline.listener.stats import ListenerStats
 from eventpipeline.listener.trigger import Trigger
 from eventpipeline.planning import delivery
+from eventpipeline.planning.schema_versions import HandoffError
 from eventpipeline.planning.serving import PipelineConfig
 
 LOG = logging.getLogger("eventpipeline.listener")
@@ -38,6 +40,7 @@ class Connection:
 
     source: Source
     trigger: Trigger
+    decoder: Decoder | None = None  # the pipeline's registered schemas; None: it has none
 
 
 class Session:
@@ -101,6 +104,11 @@ class Session:
             return None
         data, fingerprint = found
         try:
+            decoder = decoder_for(data, config.broker_type)
+        except HandoffError as error:
+            self._source_error(f"Secret {config.secret_name}: {error}; the operator writes it again")
+            return None
+        try:
             trigger = self._resolve_trigger(config.airflow_ref, config.namespace)
         except Exception as error:
             self._stats.airflow_error(f"Airflow instance unusable: {error}")
@@ -119,7 +127,7 @@ class Session:
             self._connected_fingerprint = fingerprint
             if self._wanted_fingerprint is not None and self._wanted_fingerprint != fingerprint:
                 self._reconnect.set()  # rotated again while connecting
-        return Connection(source, trigger)
+        return Connection(source, trigger, decoder)
 
     def report(self, source: Source) -> None:
         """Pass on what the consumer says: its error (or that it works), a finished replay."""

@@ -29,13 +29,14 @@ class ListenerStats:
         self._source_error: str | None = None
         self._airflow_error: str | None = None
         self._stall_error: str | None = None
+        self._hold_error: str | None = None
 
     # -- what the status writer reads ----------------------------------------------------------
 
     def snapshot(self) -> ListenerStatus:
         """What status.listener should say now (updatedAt is set by the writer)."""
         with self._lock:
-            error = self._stall_error or self._source_error or self._airflow_error
+            error = self._stall_error or self._source_error or self._airflow_error or self._hold_error
             return self._status.model_copy(update={"error": error})
 
     def take_urgent(self) -> bool:
@@ -149,6 +150,15 @@ class ListenerStats:
             changed = (description is None) != (self._status.throttled is None)
             self._status.throttled = description
         metrics.CONCURRENCY_LIMIT.labels(self._label).set(limit)
+        if changed:
+            self._urgent.set()
+
+    def schema_hold(self, why: str | None, messages: int) -> None:
+        """Messages waiting for the DAG to handle their schema version (`why` None: none wait)."""
+        with self._lock:
+            changed = why != self._hold_error
+            self._hold_error = why
+        metrics.SCHEMA_HELD.labels(self._label).set(messages)
         if changed:
             self._urgent.set()
 

@@ -24,6 +24,7 @@ from eventpipeline.api.pipeline import TriggerSpec
 from eventpipeline.planning import delivery as planning
 from eventpipeline.planning.dag_access import Refusal, check_asset_consumers, check_dag
 from eventpipeline.planning.delivery import Message
+from eventpipeline.planning.schema_versions import behind_message, dag_behind, dag_schema_version
 
 _T = TypeVar("_T")
 
@@ -36,6 +37,9 @@ class Answer:
     # The listener's own refusal (DAG authorization), not Airflow's: retried like a transient
     # failure whatever the status says, since the DAG owner fixes it by adding a tag.
     held: bool = False
+    # Set when the message waits for the DAG: the newest schema version the DAG handles, older
+    # than the message's (`holding`).
+    dag_schema_version: int | None = None
 
 
 class Trigger(Protocol):
@@ -167,6 +171,9 @@ def _detail(status_code: int) -> str:
 # A DAG's tags change rarely; checking them at most this often keeps authorization from costing
 # one extra call per message, and a tag added by the DAG owner takes effect within it.
 AUTHORIZATION_TTL_SECONDS = 30.0
+# While a DAG is behind the schema (messages wait for it), its tags are read at least this often,
+# so a DAG update releases the messages soon (`holding`).
+BEHIND_TTL_SECONDS = 10.0
 # Answer of a refusal: `held`, so handled as a transient failure: the message is retried (with
 # backoff), never committed, never dead-lettered, and the error shows in status.listener.
 REFUSED_STATUS = 403
@@ -191,13 +198,17 @@ class DagAuthorization:
         dags: DagReader,
         ttl: float = AUTHORIZATION_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        behind_ttl: float = BEHIND_TTL_SECONDS,
     ) -> None:
         self._dags = dags
         self._ttl = ttl
+        self._behind_ttl = min(ttl, behind_ttl)
         self._clock = clock
         self._lock = threading.Lock()
         self._tags: dict[str, tuple[float, list[str] | None]] = {}
         self._consumers: dict[str, tuple[float, list[tuple[str, list[str]]] | None]] = {}
+        # DAGs / assets messages wait for, with the version they state: their tags are read more often.
+        self._behind: dict[str, int | None] = {}
 
     def close(self) -> None:
         self._dags.close()
@@ -214,11 +225,33 @@ class DagAuthorization:
         refusal = check_asset_consumers(namespace, asset_uri, consumers)
         return refusal if consumers is not None else None
 
+    def dag_behind(self, dag_id: str, message_version: int) -> int | None:
+        """The newest schema version `dag_id` states it handles, when older than `message_version`
+        (the message waits); else None. A missing DAG is left to Airflow's 404."""
+        tags = self._cached(self._tags, dag_id, self._dags.tags)
+        return self._behind_check(dag_id, message_version, None if tags is None else dag_schema_version(tags))
+
+    def asset_behind(self, asset_uri: str, message_version: int) -> int | None:
+        """As `dag_behind`, for the DAGs scheduled on an asset: the oldest of their stated versions counts."""
+        consumers = self._cached(self._consumers, asset_uri, self._dags.asset_consumers)
+        stated = [v for _dag, tags in consumers or [] if (v := dag_schema_version(tags)) is not None]
+        return self._behind_check(asset_uri, message_version, min(stated) if stated else None)
+
+    def _behind_check(self, key: str, message_version: int, handled: int | None) -> int | None:
+        behind = dag_behind(message_version, handled)
+        with self._lock:
+            if behind:
+                self._behind[key] = handled
+            elif self._behind.get(key, handled) != handled:
+                del self._behind[key]  # the DAG states another version now: back to the usual period
+        return handled if behind else None
+
     def _cached(self, cache: dict[str, tuple[float, _T]], key: str, read: Callable[[str], _T]) -> _T:
         now = self._clock()
         with self._lock:
             entry = cache.get(key)
-            if entry is not None and now - entry[0] < self._ttl:
+            ttl = self._behind_ttl if key in self._behind else self._ttl
+            if entry is not None and now - entry[0] < ttl:
                 return entry[1]
         value = read(key)  # outside the lock: one slow Airflow answer does not hold up other DAGs
         with self._lock:
@@ -237,11 +270,35 @@ class AuthorizingTrigger:
 
     def dag_run(self, dag_id: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer:
         refused = self._check(lambda: self._authorization.dag_refusal(self._namespace, dag_id))
+        refused = refused or self._schema_check(
+            message, f"DAG {dag_id!r}", lambda version: self._authorization.dag_behind(dag_id, version)
+        )
         return refused or self._trigger.dag_run(dag_id, message, broker_type)
 
     def asset_event(self, asset_uri: str, message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> Answer:
         refused = self._check(lambda: self._authorization.asset_refusal(self._namespace, asset_uri))
+        refused = refused or self._schema_check(
+            message,
+            f"the DAGs scheduled on asset {asset_uri!r}",
+            lambda version: self._authorization.asset_behind(asset_uri, version),
+        )
         return refused or self._trigger.asset_event(asset_uri, message, broker_type)
+
+    @staticmethod
+    def _schema_check(message: Message, target: str, behind: Callable[[int], int | None]) -> Answer | None:
+        """An answer that holds the message when the DAG handles only older schema versions."""
+        if message.decoded is None:
+            return None
+        started = time.monotonic()
+        version = message.decoded.schema.version
+        try:
+            handled = behind(version)
+        except AdapterError as error:
+            return Answer(None, f"could not check the DAG's tags: {error}", time.monotonic() - started)
+        if handled is None:
+            return None
+        detail = behind_message(target, handled, [version], [message.partition])
+        return Answer(REFUSED_STATUS, detail, time.monotonic() - started, held=True, dag_schema_version=handled)
 
     @staticmethod
     def _check(check: Callable[[], Refusal | None]) -> Answer | None:

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
+from eventpipeline.planning.schema_versions import SchemaRef
+
 # -- retries ----------------------------------------------------------------------------------
 
 
@@ -77,6 +79,15 @@ def dead_letter_due(refusals: int, retry_limit: int) -> bool:
 
 
 @dataclass(frozen=True)
+class Decoded:
+    """A message's value as read with the pipeline's registered schema (`listener.decoding`)."""
+
+    schema: SchemaRef
+    value: Any  # JSON-safe; with `raw`, the payload's bytes (a schema type the listener does not decode)
+    raw: bool = False
+
+
+@dataclass(frozen=True)
 class Message:
     """A message from either broker, in the shape the trigger needs."""
 
@@ -90,6 +101,8 @@ class Message:
     timestamp_ms: int | None
     offset: int | None = None  # Kafka only
     token: Any = field(default=None, compare=False)  # the broker's own handle (Pulsar: the message id)
+    schema_version: int | None = None  # Pulsar: the schema version the message was written with
+    decoded: Decoded | None = field(default=None, compare=False)  # set when the pipeline has a schema
 
 
 def _text_or_base64(data: bytes | None) -> tuple[str | None, str]:
@@ -117,9 +130,14 @@ def run_conf(message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> dict[
     """The DAG run's `conf`: position, key, value, headers and timestamp of the message.
 
     Text stays text; bytes that are not UTF-8 travel as base64, said so by `valueEncoding` /
-    `keyEncoding`, so a DAG never has to guess.
+    `keyEncoding`, so a DAG never has to guess. With a schema, `value` is the decoded object and
+    `schema` says which registered version it was read with.
     """
-    value, value_encoding = _text_or_base64(message.value)
+    decoded = message.decoded
+    if decoded is None or decoded.raw:
+        value, value_encoding = _text_or_base64(message.value if decoded is None else decoded.value)
+    else:
+        value, value_encoding = decoded.value, "utf-8"
     key, key_encoding = _text_or_base64(message.key)
     headers: dict[str, str] = {}
     for name, raw in message.headers:
@@ -136,6 +154,8 @@ def run_conf(message: Message, broker_type: Literal["Kafka", "Pulsar"]) -> dict[
     if key_encoding != "utf-8":
         conf["keyEncoding"] = key_encoding
     conf["timestamp"] = rfc3339_ms(message.timestamp_ms) if message.timestamp_ms else None
+    if decoded is not None:
+        conf["schema"] = decoded.schema.conf()
     return conf
 
 

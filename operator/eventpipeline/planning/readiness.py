@@ -9,6 +9,7 @@ from eventpipeline.api.common import Condition
 from eventpipeline.api.pipeline import EventPipelineSpec, ListenerStatus
 from eventpipeline.planning.clock import parse_iso
 from eventpipeline.planning.conditions import Outcome, ready_summary
+from eventpipeline.planning.schema_versions import DAG_BEHIND_SCHEMA
 
 # A listener that has not reported for this long is considered gone.
 LISTENER_STALE_AFTER = timedelta(minutes=2)
@@ -35,7 +36,9 @@ def summarise(spec: EventPipelineSpec, parts: Sequence[Outcome], listener: Outco
     ready = ready_summary(outcomes)
     if listener is not None:
         outcomes.append(listener)
-        if listener.status == "False" and ready.status == "True":
+        # Messages waiting for their DAG to catch up with the schema are the DAG owner's step, not
+        # a fault of the pipeline: ListenerReady says so, Ready stays what the parts say.
+        if listener.status == "False" and ready.status == "True" and listener.reason != DAG_BEHIND_SCHEMA:
             ready = Outcome("Ready", "False", listener.reason, listener.message)
     return [ready, *outcomes]
 
@@ -56,6 +59,8 @@ def listener_outcome(spec: EventPipelineSpec, reported: ListenerStatus | None, n
     if reported.stalled_partitions:
         stalled = f"partitions {', '.join(str(p) for p in reported.stalled_partitions)} stalled"
         return Outcome("ListenerReady", "False", "ListenerStalled", reported.error or stalled)
+    if reported.error and reported.error.startswith(f"{DAG_BEHIND_SCHEMA}:"):
+        return Outcome("ListenerReady", "False", DAG_BEHIND_SCHEMA, reported.error)
     if reported.error:
         return Outcome("ListenerReady", "False", "ListenerError", reported.error)
     if now - parse_iso(reported.updated_at) > LISTENER_STALE_AFTER:
