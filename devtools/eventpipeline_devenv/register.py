@@ -69,6 +69,11 @@ def local_objects(exports: Mapping[str, str]) -> list[dict[str, Any]]:
                         "caSecretRef": ca_ref,
                         "adminSecretRef": {"name": secret, "namespace": SYSTEM_NAMESPACE},
                         "defaultReplicationFactor": 1,
+                        **(
+                            {"schemaRegistry": {"url": exports["SCHEMA_REGISTRY_URL"]}}
+                            if "SCHEMA_REGISTRY_URL" in exports
+                            else {}
+                        ),
                     },
                 },
             )

@@ -30,10 +30,11 @@ from eventpipeline_devenv.runtime import (
 )
 
 # Start order matters: the kube API first (registering the stack in it needs the others'
-# addresses only later), then the brokers and Airflow.
+# addresses only later), then the brokers (Kafka's schema registry beside it) and Airflow.
 COMPONENTS: dict[str, str] = {
     "kube": "eventpipeline_devenv.kube:KubeComponent",
     "kafka": "eventpipeline_devenv.kafka:KafkaComponent",
+    "schema-registry": "eventpipeline_devenv.schema_registry:SchemaRegistryComponent",
     "pulsar": "eventpipeline_devenv.pulsar:PulsarComponent",
     "airflow": "eventpipeline_devenv.airflow:AirflowComponent",
 }

@@ -174,6 +174,18 @@ class AirflowDags(_AirflowApi):
         return [str(tag["name"]) for tag in dag.get("tags") or [] if isinstance(tag, dict) and "name" in tag]
 
     @counted("airflow")
+    def current_version(self, dag_id: str) -> int | None:
+        """The number of the DAG's newest version (Airflow 3 `dagVersions`); None without such a DAG."""
+        listing = self._get_json(
+            f"/api/v2/dags/{quote(dag_id, safe='')}/dagVersions",
+            f"reading the versions of DAG {dag_id}",
+            params={"order_by": "-version_number", "limit": 1},
+        )
+        versions = (listing or {}).get("dag_versions") or []
+        number = versions[0].get("version_number") if versions and isinstance(versions[0], dict) else None
+        return number if isinstance(number, int) else None
+
+    @counted("airflow")
     def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None:
         """(dag_id, tags) of every DAG scheduled on the asset with this URI; None when there is no
         such asset. `uri_pattern` is a substring match, so the URI is compared exactly here."""

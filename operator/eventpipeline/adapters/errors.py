@@ -36,3 +36,14 @@ class ConflictError(AdapterError):
 
     reason = "ResourceConflict"
     transient = False
+
+
+class SchemaIncompatibleError(AdapterError):
+    """The registry refused a schema under the subject's compatibility rule; `explanation` says why."""
+
+    reason = "SchemaIncompatible"
+    transient = False
+
+    def __init__(self, explanation: str) -> None:
+        super().__init__(f"the schema registry refused the new schema: {explanation}")
+        self.explanation = explanation

@@ -137,6 +137,19 @@ class Kube:
         annotations = metadata.annotations if metadata else None
         return SecretView(decode_secret_data(secret.data), dict(annotations or {}), owners)
 
+    @counted("kubernetes")
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A ConfigMap's data (a pipeline's schema text), or None if it does not exist."""
+        try:
+            config_map = self._core.read_namespaced_config_map(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise UnavailableError(
+                f"Kubernetes: reading ConfigMap {namespace}/{name} failed ({error.status})"
+            ) from error
+        return dict(config_map.data or {})
+
     def pipeline_uid(self, namespace: str, name: str) -> str | None:
         """The uid of an EventPipeline, or None if it does not exist (to tell a live claim from an orphan)."""
         body = self.get_custom(EVENT_PIPELINE.plural, name, namespace)

@@ -107,6 +107,11 @@ class PulsarAdmin:
         )
         self.rate_limiter = RateLimiter(settings.max_calls_per_second)
 
+    @property
+    def http(self) -> httpx.Client:
+        """The authenticated admin HTTP client, for the schema calls (`adapters/pulsar_schema.py`)."""
+        return self._http
+
     @counted("pulsar")
     def close(self) -> None:
         self._http.close()

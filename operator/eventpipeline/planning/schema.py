@@ -11,15 +11,13 @@ version the claim does not record is drift, removed like an ACL nobody asked for
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from eventpipeline.api.claim import SchemaVersionRecord
 from eventpipeline.api.pipeline import SchemaCompatibility, SchemaType
+from eventpipeline.planning.schema_versions import SchemaVersion, schemas_json
 
-# The hand-off Secret key with every registered version (see `handed_schemas`).
-SCHEMAS_KEY = "schemas.json"
 # Longest registry explanation carried into a condition message.
 EXPLANATION_MAX_LENGTH = 600
 
@@ -129,22 +127,19 @@ def bounded_explanation(text: str) -> str:
 
 
 def handed_schemas(versions: Sequence[RegisteredVersion]) -> str:
-    """The hand-off key `schemas.json`: every version the registry holds, oldest first.
-
-    Each entry is `{"version", "id", "type", "definition", "fingerprint"}`; the listener decodes
-    with it and needs no access to the registry. An empty list means: no schema.
-    """
-    entries = [
-        {
-            "version": item.version,
-            "id": item.id,
-            "type": item.type,
-            "definition": item.definition,
-            "fingerprint": fingerprint(item.definition),
-        }
-        for item in sorted(versions, key=lambda item: item.version)
-    ]
-    return json.dumps(entries, separators=(",", ":"), sort_keys=True)
+    """The hand-off key `schemas.json` (`schema_versions.SCHEMAS_KEY`): every version the registry
+    holds, oldest first, with its id and fingerprint; the listener decodes with it and needs no
+    access to the registry."""
+    return schemas_json(
+        SchemaVersion(
+            version=item.version,
+            id=item.id,
+            type=item.type,
+            definition=item.definition,
+            fingerprint=fingerprint(item.definition),
+        )
+        for item in versions
+    )
 
 
 def registry_client_settings(url: str, username: str | None, password: str | None) -> dict[str, str]:

@@ -14,12 +14,13 @@ from eventpipeline.reconciler.withdrawal import remove_topic_access, withdraw_co
 
 
 def finalize(pipeline: PipelineObject, claims: ClaimBook, resolver: Resolver) -> list[Note]:
-    """Remove the Airflow connection, access, topics per deletionPolicy, then credentials.
+    """Remove the Airflow connection, access, topics and schemas per deletionPolicy, then credentials.
 
     Raises AdapterError when a system does not answer; the caller retries with backoff and
     reports what is still pending.
     """
     notes = withdraw_connections(claims, resolver)
+    notes += _remove_schemas(pipeline, claims, resolver)
     principals = claims.owned("Principal")
     for topic in claims.owned("Topic", "DeadLetterTopic"):
         backend = resolver.broker_by_key(topic.spec.system).backend
@@ -38,4 +39,23 @@ def finalize(pipeline: PipelineObject, claims: ClaimBook, resolver: Resolver) ->
         claims.release(claim)
     if principals:
         notes.append(Note("Normal", "CredentialsRevoked", f"{len(principals)} principal(s) revoked"))
+    return notes
+
+
+def _remove_schemas(pipeline: PipelineObject, claims: ClaimBook, resolver: Resolver) -> list[Note]:
+    """Schemas follow the topic's deletionPolicy: deleted with it, or kept (with their claim) with it."""
+    notes = []
+    for claim in claims.owned("Schema"):
+        if pipeline.spec.topic.deletion_policy != "Delete":
+            notes.append(
+                Note("Normal", "SchemaRetained", f"kept the schemas of {claim.spec.name} (deletionPolicy Retain)")
+            )
+            continue
+        store = resolver.broker_by_key(claim.spec.system).schemas
+        if store is not None:
+            store.clear(claim.spec.name)
+        claims.release(claim)
+        notes.append(
+            Note("Normal", "SchemaDeleted", f"deleted the schemas of {claim.spec.name} (deletionPolicy Delete)")
+        )
     return notes

@@ -27,6 +27,7 @@ from eventpipeline.reconciler.credentials import CredentialsStep
 from eventpipeline.reconciler.deletion import finalize
 from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterState, Resolver
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
+from eventpipeline.reconciler.schema import SchemaStep
 from eventpipeline.reconciler.topic import reconcile_topic
 from eventpipeline.reconciler.trigger import reconcile_trigger
 from eventpipeline.reconciler.withdrawal import revoke_expired, withdraw_broker_access, withdraw_connections
@@ -110,6 +111,9 @@ class PipelineReconciler:
         reconcile_access(run, claims, broker, topic, plans)
         credentials.write_secrets(plans)
         credentials.revoke(plans)
+        SchemaStep(run, claims, broker, self._cluster, self._resolver, handoff=credentials.listener_handoff).reconcile(
+            topic
+        )
         run.ok(
             "CredentialsReady",
             "CredentialsIssued",

@@ -10,6 +10,7 @@ from eventpipeline.adapters.kube import Owner, SecretView
 from eventpipeline.api.broker import BrokerSpec
 from eventpipeline.api.claim import OwnershipClaimSpec
 from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
+from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
 from eventpipeline.reconciler.backends import BrokerBackend
 
 
@@ -38,6 +39,8 @@ class ClusterState(Protocol):
 
     def delete_secret(self, namespace: str, name: str) -> None: ...
 
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None: ...
+
     def pipeline_uid(self, namespace: str, name: str) -> str | None: ...
 
 
@@ -58,6 +61,8 @@ class DagDirectory(Protocol):
 
     def asset_consumers(self, asset_uri: str) -> list[tuple[str, list[str]]] | None: ...
 
+    def current_version(self, dag_id: str) -> int | None: ...
+
 
 class BrokerTarget(Protocol):
     @property
@@ -68,6 +73,37 @@ class BrokerTarget(Protocol):
 
     @property
     def backend(self) -> BrokerBackend: ...
+
+    @property
+    def schemas(self) -> SchemaStore | None:
+        """The broker's schema registry; None for a Kafka broker without `schemaRegistry`."""
+        ...
+
+
+class SchemaStore(Protocol):
+    """A schema registry: Kafka's Confluent-compatible one (per subject), or Pulsar's (per topic)."""
+
+    removes_single_versions: bool
+
+    def subject_for(self, topic: str) -> str: ...
+
+    def client_settings(self) -> dict[str, str]: ...
+
+    def observe(self, subject: str, desired: DesiredSchema) -> ObservedSchemas: ...
+
+    def set_compatibility(self, subject: str, level: str) -> None: ...
+
+    def enforce(self, subject: str) -> None: ...
+
+    def check(self, subject: str, desired: DesiredSchema) -> str | None:
+        """None when the registry would accept `desired`; otherwise its explanation why not."""
+        ...
+
+    def register(self, subject: str, desired: DesiredSchema) -> RegisteredVersion: ...
+
+    def remove_versions(self, subject: str, versions: tuple[int, ...]) -> None: ...
+
+    def clear(self, subject: str) -> None: ...
 
 
 class AirflowTarget(Protocol):

@@ -13,17 +13,20 @@ from pydantic import SecretStr, ValidationError
 from eventpipeline.adapters.kafka import KafkaAdmin, KafkaAdminSettings
 from eventpipeline.adapters.kube import Kube, fingerprint
 from eventpipeline.adapters.pulsar import PulsarAdmin, PulsarAdminSettings
+from eventpipeline.adapters.pulsar_schema import PulsarSchemas
 from eventpipeline.adapters.references import (
     PLURALS,
     ReferenceReader,
     ResolvedAirflow,
     UnresolvedReferenceError,
 )
+from eventpipeline.adapters.schema_registry import ConfluentRegistry, RegistrySettings
 from eventpipeline.adapters.tls import ca_problem
 from eventpipeline.api.broker import BrokerSpec
 from eventpipeline.api.common import AirflowInstanceRef, BrokerRef, SecretKeyRef
 from eventpipeline.planning import naming, secrets
 from eventpipeline.reconciler.backends import BrokerBackend, KafkaBackend, PulsarBackend
+from eventpipeline.reconciler.ports import SchemaStore
 
 __all__ = ["PLURALS", "References", "ResolvedAirflow", "ResolvedBroker", "UnresolvedReferenceError"]
 
@@ -33,6 +36,7 @@ class ResolvedBroker:
     key: str  # kind/namespace/name: identifies the broker in topic claims
     spec: BrokerSpec
     backend: BrokerBackend
+    schemas: SchemaStore | None = None
 
 
 class References(ReferenceReader):
@@ -62,14 +66,35 @@ class References(ReferenceReader):
             secret = self._secret(spec.pulsar.admin_secret_ref, scope, ("token", "signingKey"), where)
             ca_ref = spec.pulsar.ca_secret_ref
         ca_pem = None if ca_ref is None else self._ca(ca_ref, scope, where)
-        version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret, "ca": ca_pem or ""})
+        registry = self._registry_settings(spec, scope, where)
+        version = fingerprint(
+            {
+                "resourceVersion": body["metadata"]["resourceVersion"],
+                **secret,
+                "ca": ca_pem or "",
+                "registry": repr(registry),
+                "registryPassword": registry.password.get_secret_value() if registry and registry.password else "",
+            }
+        )
         with self._lock:
             cached = self._brokers.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
-            resolved = ResolvedBroker(key, spec, _backend(spec, secret, ca_pem))
+            resolved = ResolvedBroker(key, spec, *_backend(spec, secret, ca_pem, registry))
             self._brokers[key] = (version, resolved)
             return resolved
+
+    def _registry_settings(self, spec: BrokerSpec, scope: str | None, where: str) -> RegistrySettings | None:
+        """A Kafka broker's schema registry, with its credential and CA from their Secrets."""
+        registry = spec.kafka.schema_registry if spec.kafka is not None else None
+        if registry is None:
+            return None
+        username = password = None
+        if registry.credentials_secret_ref is not None:
+            found = self._secret(registry.credentials_secret_ref, scope, ("username", "password"), where)
+            username, password = found["username"], SecretStr(found["password"])
+        ca_pem = None if registry.ca_secret_ref is None else self._ca(registry.ca_secret_ref, scope, where)
+        return RegistrySettings(registry.url, username, password, ca_pem)
 
     def broker_by_key(self, key: str) -> ResolvedBroker:
         """A broker recorded in a claim, whoever may use it now: for cleanup of what was created."""
@@ -94,8 +119,11 @@ class References(ReferenceReader):
         return ca_pem
 
 
-def _backend(spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None) -> BrokerBackend:
-    """Admin client and client endpoint of a broker; `ca_pem` (from caSecretRef) verifies its TLS."""
+def _backend(
+    spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None, registry: RegistrySettings | None
+) -> tuple[BrokerBackend, SchemaStore | None]:
+    """Admin client and client endpoint of a broker, and its schema registry; `ca_pem` (from
+    caSecretRef) verifies its TLS."""
     if spec.kafka is not None:
         kafka = spec.kafka
         admin = KafkaAdmin(
@@ -112,7 +140,8 @@ def _backend(spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None) -> Br
         endpoint = secrets.KafkaEndpoint(
             kafka.bootstrap_servers, kafka.security_protocol, kafka.sasl_mechanism, ca_pem=ca_pem
         )
-        return KafkaBackend(admin, endpoint, kafka.default_replication_factor)
+        schemas = None if registry is None else ConfluentRegistry(registry)
+        return KafkaBackend(admin, endpoint, kafka.default_replication_factor), schemas
     assert spec.pulsar is not None
     pulsar = spec.pulsar
     admin_settings = PulsarAdminSettings(
@@ -124,10 +153,12 @@ def _backend(spec: BrokerSpec, secret: dict[str, str], ca_pem: str | None) -> Br
         ca_pem=ca_pem,
         max_calls_per_second=spec.max_admin_calls_per_second,
     )
-    return PulsarBackend(
-        PulsarAdmin(admin_settings),
+    pulsar_admin = PulsarAdmin(admin_settings)
+    backend = PulsarBackend(
+        pulsar_admin,
         secrets.PulsarEndpoint(pulsar.service_url, ca_pem=ca_pem),
         SecretStr(secret["signingKey"]),
         pulsar.tenant,
         pulsar.namespace_template,
     )
+    return backend, PulsarSchemas(pulsar_admin)
