@@ -1,0 +1,209 @@
+"""The schema part on in-memory fakes: registration, compatibility before any change, drift,
+ownership, the listener's hand-off, producer Secrets and deletion."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from eventpipeline.adapters.errors import SchemaIncompatibleError
+from eventpipeline.planning import naming
+from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
+from eventpipeline.reconciler.pipeline import PipelineReconciler
+from tests.unit.reconciler.fakes import FakeBroker, FakeBrokerTarget, FakeDags, FakeResolver
+from tests.unit.reconciler.world import World, spec
+
+SUBJECT = "shop.orders-value"
+V1 = '{"type":"record","name":"O","fields":[{"name":"id","type":"int"}]}'
+V2 = '{"type":"record","name":"O","fields":[{"name":"id","type":"int"},{"name":"n","type":"int","default":0}]}'
+BAD = '{"type":"record","name":"O","fields":[{"name":"id","type":"string"}]}'
+
+
+@dataclass
+class FakeRegistry:
+    """A Confluent-like registry: subjects of numbered versions with global ids; `BAD` is incompatible."""
+
+    subjects: dict[str, dict[int, tuple[int, str]]] = field(default_factory=dict)
+    config: dict[str, str] = field(default_factory=dict)
+    next_id: int = 1
+    removes_single_versions: bool = True
+
+    def subject_for(self, topic: str) -> str:
+        return f"{topic}-value"
+
+    def client_settings(self) -> dict[str, str]:
+        return {"schema.registry.url": "http://registry"}
+
+    def observe(self, subject: str, desired: DesiredSchema) -> ObservedSchemas:
+        held = self.subjects.get(subject, {})
+        versions = tuple(RegisteredVersion(v, i, "AVRO", text) for v, (i, text) in sorted(held.items()))
+        match = next((v for v, (_, text) in held.items() if text == desired.definition), None)
+        return ObservedSchemas(versions, match, self.config.get(subject))
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        self.config[subject] = level
+
+    def enforce(self, subject: str) -> None:
+        """Nothing to enforce in a Confluent-like registry."""
+
+    def check(self, subject: str, desired: DesiredSchema) -> str | None:
+        return "reader type: STRING not compatible with writer type: INT" if desired.definition == BAD else None
+
+    def register(self, subject: str, desired: DesiredSchema) -> RegisteredVersion:
+        if self.subjects.get(subject) and self.check(subject, desired):
+            raise SchemaIncompatibleError("incompatible")
+        held = self.subjects.setdefault(subject, {})
+        version = max(held, default=0) + 1
+        held[version] = (self.next_id, desired.definition)
+        self.next_id += 1
+        return RegisteredVersion(version, held[version][0], "AVRO", desired.definition)
+
+    def remove_versions(self, subject: str, versions: tuple[int, ...]) -> None:
+        for version in versions:
+            self.subjects[subject].pop(version, None)
+
+    def clear(self, subject: str) -> None:
+        self.subjects.pop(subject, None)
+
+
+@dataclass(frozen=True)
+class SchemaBrokerTarget(FakeBrokerTarget):
+    schemas: FakeRegistry | None = None
+
+
+@dataclass
+class VersionedDags(FakeDags):
+    version: int = 3
+
+    def current_version(self, dag_id: str) -> int | None:
+        return self.version if dag_id in self.tags_by_dag else None
+
+
+@dataclass
+class SchemaResolver(FakeResolver):
+    registry: FakeRegistry | None = field(default_factory=FakeRegistry)
+
+    def _target(self) -> FakeBrokerTarget:
+        plain = super()._target()
+        return SchemaBrokerTarget(plain.key, plain.spec, plain.backend, self.registry)
+
+
+def _world(registry: FakeRegistry | None = None) -> tuple[World, FakeRegistry]:
+    world = World()
+    resolver = SchemaResolver(broker_backend=FakeBroker(), dags=VersionedDags(), registry=registry or FakeRegistry())
+    world.resolver, world.broker, world.connections = resolver, resolver.broker_backend, resolver.connections
+    world.reconciler = PipelineReconciler(world.cluster, world.claims, resolver, clock=lambda: world.now)
+    assert resolver.registry is not None
+    return world, resolver.registry
+
+
+def _with_schema(definition: str, compatibility: str = "BACKWARD") -> dict[str, object]:
+    return spec(schema={"type": "AVRO", "definition": definition, "compatibility": compatibility})
+
+
+def _handed(world: World) -> list[dict[str, object]]:
+    data = world.cluster.data(naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name("shop", "orders"))
+    return list(json.loads(data.get("schemas.json", "[]")))
+
+
+def test_a_schema_is_registered_reported_and_handed_over() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("True", "SchemaRegistered")
+    assert world.condition("shop", "orders") == ("True", "Reconciled")
+    assert registry.subjects[SUBJECT] == {1: (1, V1)} and registry.config[SUBJECT] == "BACKWARD"
+    status = world.objects[("shop", "orders")].status.schema_
+    assert status is not None and (status.version, status.id, status.subject) == (1, 1, SUBJECT)
+    assert status.history[0].dag_version == 3
+    assert [(entry["version"], entry["id"]) for entry in _handed(world)] == [(1, 1)]
+    assert world.secret("shop", "orders", "app")["schema.registry.url"] == "http://registry"
+    assert [spec.name for spec in world.claims.specs("Schema")] == [SUBJECT]
+
+
+def test_a_second_reconcile_changes_nothing() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    before = (json.dumps(registry.subjects), dict(world.claims.items))
+    assert world.reconcile("shop", "orders").notes == []
+    assert (json.dumps(registry.subjects), dict(world.claims.items)) == before
+
+
+def test_a_compatible_change_becomes_the_next_version_with_the_dag_version_of_then() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    dags = world.resolver.dags
+    assert isinstance(dags, VersionedDags)
+    dags.version = 4
+    world.apply("shop", "orders", _with_schema(V2))
+    result = world.reconcile("shop", "orders")
+    assert sorted(registry.subjects[SUBJECT]) == [1, 2]
+    status = world.objects[("shop", "orders")].status.schema_
+    assert status is not None and status.version == 2
+    assert [(h.version, h.dag_version) for h in status.history] == [(1, 3), (2, 4)]
+    assert [entry["version"] for entry in _handed(world)] == [1, 2]
+    assert any(note.reason == "SchemaRegistered" for note in result.notes)
+
+
+def test_an_incompatible_change_is_refused_and_nothing_else_stops() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    world.apply("shop", "orders", _with_schema(BAD))
+    result = world.reconcile("shop", "orders")
+    assert registry.subjects[SUBJECT] == {1: (1, V1)}
+    assert world.condition("shop", "orders") == ("False", "SchemaIncompatible")
+    message = next(c.message for c in world.objects[("shop", "orders")].status.conditions if c.type == "Ready")
+    assert "STRING not compatible" in message and "not BACKWARD-compatible" in message
+    assert world.condition("shop", "orders", "CredentialsReady") == ("True", "CredentialsIssued")
+    assert any(note.reason == "SchemaIncompatible" and note.type == "Warning" for note in result.notes)
+    status = world.objects[("shop", "orders")].status.schema_
+    assert status is not None and status.version == 1
+
+
+def test_a_version_registered_by_hand_is_removed_and_a_deleted_subject_registered_again() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    registry.subjects[SUBJECT][2] = (99, V2)
+    result = world.reconcile("shop", "orders")
+    assert registry.subjects[SUBJECT] == {1: (1, V1)}
+    assert any(note.reason == "SchemaDriftRepaired" for note in result.notes)
+    registry.clear(SUBJECT)
+    world.reconcile("shop", "orders")
+    assert list(registry.subjects[SUBJECT].values()) == [(2, V1)]
+    status = world.objects[("shop", "orders")].status.schema_
+    assert status is not None and [h.version for h in status.history] == [1]
+
+
+def test_a_subject_registered_outside_the_operator_is_a_conflict_and_left_alone() -> None:
+    world, registry = _world()
+    registry.subjects[SUBJECT] = {1: (7, V2)}
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("False", "SchemaConflict")
+    assert registry.subjects[SUBJECT] == {1: (7, V2)}
+
+
+def test_a_kafka_broker_without_a_registry_is_reported() -> None:
+    world = World()
+    world.apply("shop", "orders", _with_schema(V1))
+    resolver = SchemaResolver(registry=None)
+    world.resolver = resolver
+    world.reconciler = PipelineReconciler(world.cluster, world.claims, resolver, clock=lambda: world.now)
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("False", "SchemaRegistryMissing")
+
+
+def test_deletion_removes_the_subject_with_deletion_policy_delete() -> None:
+    world, registry = _world()
+    body = _with_schema(V1)
+    body["topic"] = {"deletionPolicy": "Delete"}
+    world.apply("shop", "orders", body)
+    world.reconcile("shop", "orders")
+    notes = world.delete("shop", "orders")
+    assert SUBJECT not in registry.subjects
+    assert any(note.reason == "SchemaDeleted" for note in notes)
+    assert world.claims.specs("Schema") == []
