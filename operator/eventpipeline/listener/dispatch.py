@@ -125,8 +125,11 @@ class Dispatcher:
     def submit(self, message: Message) -> None:
         self._taken += 1
         item = self._decoded(Item(message, sequence=self._taken))
-        if item is None:
-            return
+        if item is not None:
+            self._admit(item)
+
+    def _admit(self, item: Item) -> None:
+        """Trigger `item`, unless its partition waits for the DAG: then it waits behind."""
         if self.holds.queue_behind(item):
             self._report_holds()
         else:
@@ -135,7 +138,9 @@ class Dispatcher:
     def submit_due(self) -> None:
         for job in self._retries.pop_due(self.free_slots()):
             if job.item.undecodable and not job.dead_letter:
-                self._decoded(job.item)  # the retry of an unknown schema: decode again
+                decoded = self._decoded(job.item)  # the retry of an unknown schema: decode again
+                if decoded is not None:
+                    self._admit(decoded)
             else:
                 self._submit(job)
         for item in self.holds.due_probes():
