@@ -322,6 +322,9 @@ class AirflowComponent:
             # New DAG files are looked for every 300 s by default; tests want seconds.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            # A task talks to the api-server (execution API) throughout; at the default 5 s a busy
+            # 2-core machine timed out those calls and failed tasks before they ran a line.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             # No log server runs (--skip-serve-logs); should one start anyway, it must not take the
             # fixed defaults 8793/8794 that another stack or a real Airflow may hold.
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": _port("WORKER_LOG"),

@@ -1,0 +1,135 @@
+"""Helpers for the provider's tests: Airflow connections made from operator Secrets, DAGs, runs.
+
+Each test writes a DAG that imports `eventpipeline_provider` — installed into the stack's Airflow
+by `dev up` — and lets Airflow's own scheduler, workers and triggerer run it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import pulsar
+import pytest
+from confluent_kafka import Consumer
+
+from eventpipeline.adapters.tls import pulsar_tls_options
+from eventpipeline.planning import naming
+from eventpipeline.planning.secrets import CA_KEY
+from eventpipeline_devenv import stack as devstack
+from eventpipeline_devenv.airflow_api import AirflowApi, write_dag
+from eventpipeline_devenv.clients import kafka_settings
+from tests.integration.support import Kube, eventually
+
+FINISHED = ("success", "failed")
+
+
+@pytest.fixture(scope="session")
+def airflow(stack: devstack.StackInfo) -> AirflowApi:
+    return AirflowApi(stack.exports)
+
+
+def put_connection(airflow: AirflowApi, body: Mapping[str, Any]) -> None:
+    """Create or replace an Airflow connection (as the operator keeps it)."""
+    response = airflow.request("POST", "/api/v2/connections", json=dict(body))
+    if response.status_code == 409:
+        connection_id = body["connection_id"]
+        response = airflow.request("PATCH", f"/api/v2/connections/{connection_id}", json=dict(body))
+    assert response.status_code in (200, 201), response.text
+
+
+def producer_connection(connection_id: str, secret: Mapping[str, str]) -> dict[str, Any]:
+    """A producer's connection, in the shape planning/secrets.py gives Airflow connections."""
+    if "token" in secret:
+        extra = {"serviceUrl": secret["serviceUrl"], **({"ca.crt": secret["ca.crt"]} if "ca.crt" in secret else {})}
+        return {"connection_id": connection_id, "conn_type": "generic", "host": secret["serviceUrl"],
+                "login": secret["role"], "password": secret["token"], "extra": json.dumps(extra)}  # fmt: skip
+    return {"connection_id": connection_id, "conn_type": "kafka", "extra": json.dumps(kafka_settings(secret))}
+
+
+def install_dag(airflow: AirflowApi, dag_id: str, source: str) -> None:
+    write_dag(airflow.exports["AIRFLOW_DAGS_FOLDER"], dag_id, source)
+    eventually(lambda: airflow.dag_listed(dag_id), timeout=180, interval=2, what=f"Airflow to list {dag_id}")
+    airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+
+def start_run(airflow: AirflowApi, dag_id: str, conf: Mapping[str, Any]) -> str:
+    run_id = f"test-{uuid.uuid4().hex[:10]}"
+    body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf)}
+    response = airflow.request("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+    assert response.status_code == 200, response.text
+    return run_id
+
+
+def wait_run(airflow: AirflowApi, dag_id: str, run_id: str, timeout: float = 240) -> str:
+    def finished() -> str | None:
+        response = airflow.request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        state = str(response.json()["state"])
+        return state if state in FINISHED else None
+
+    return eventually(finished, timeout=timeout, interval=2, what=f"run {run_id} of {dag_id} to finish")
+
+
+def xcom(airflow: AirflowApi, dag_id: str, run_id: str, task_id: str) -> Any:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+    response = airflow.request("GET", path, params={"deserialize": True})
+    assert response.status_code == 200, response.text
+    return response.json()["value"]
+
+
+def task_log(airflow: AirflowApi, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+    response = airflow.request("GET", path, params={"full_content": True})
+    return response.text  # JSON with the log lines: searched as text
+
+
+def read_kafka(
+    kube: Kube, namespace: str, pipeline: str, topic: str, *, count: int, consumer: str = "reader"
+) -> list[Any]:
+    """`count` messages of the topic, read with a consumer principal's Secret (the test's own eyes)."""
+    secret = kube.secret(namespace, f"{pipeline}.{consumer}.credentials")
+    assert secret is not None
+    settings = {**kafka_settings(secret), "group.id": naming.consumer_group(namespace, pipeline, consumer),
+                "auto.offset.reset": "earliest"}  # fmt: skip
+    reader = Consumer(settings)
+    reader.subscribe([topic])
+    found: list[Any] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(found) < count and time.monotonic() < deadline:
+            message = reader.poll(1.0)
+            if message is not None and message.error() is None:
+                found.append(message)
+    finally:
+        reader.close()
+    return found
+
+
+def read_pulsar(
+    kube: Kube, namespace: str, pipeline: str, topic: str, *, count: int, consumer: str = "reader"
+) -> list[Any]:
+    """`count` messages of the topic, read with a consumer principal's token."""
+    secret = kube.secret(namespace, f"{pipeline}.{consumer}.credentials")
+    assert secret is not None
+    tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
+    client = pulsar.Client(secret["serviceUrl"], authentication=pulsar.AuthenticationToken(secret["token"]),
+                           logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error), **tls_options)  # fmt: skip
+    found: list[Any] = []
+    try:
+        reader = client.subscribe(topic, "test-reader", initial_position=pulsar.InitialPosition.Earliest)
+        deadline = time.monotonic() + 60
+        while len(found) < count and time.monotonic() < deadline:
+            try:
+                message = reader.receive(1000)
+            except pulsar.Timeout:
+                continue
+            reader.acknowledge(message)
+            found.append(message)
+    finally:
+        client.close()
+        if trust is not None:
+            trust.remove()
+    return found
