@@ -83,7 +83,8 @@ class OperatorProcess:
         ]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        eventually(self._alive, timeout=60, what="the operator's liveness endpoint")
+        # Seconds on an idle machine; well over a minute with a load average above 20 on 2 cores.
+        eventually(self._alive, timeout=180, what="the operator's liveness endpoint")
         return self.process
 
     def _alive(self) -> bool:

@@ -74,7 +74,8 @@ class Listener:
             log.write(f"\n$ {' '.join(command)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        eventually(self._metrics_up, timeout=30, what="the listener's metrics endpoint")
+        # 10 s on a machine with a load average of 20; a minute when it is busier still.
+        eventually(self._metrics_up, timeout=90, what="the listener's metrics endpoint")
 
     def _metrics_up(self) -> bool:
         assert self.process is not None and self.process.poll() is None, f"the listener exited:\n{tail(self.log_path)}"
