@@ -1,4 +1,4 @@
-"""Command line: `run` (the controller), `listen` (the listener), `crds`; `dev …` and `demo` when installed."""
+"""Command line: `run` (the controller), `listen` (the listener), `top`, `crds`; `dev …` and `demo` when installed."""
 
 from __future__ import annotations
 
@@ -76,6 +76,15 @@ def _listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top(args: argparse.Namespace) -> int:
+    from eventpipeline import top  # noqa: PLC0415
+
+    if not args.prometheus:
+        print("error: give --prometheus URL (or set $PROMETHEUS_URL, as `eventpipeline dev env` does)", file=sys.stderr)
+        return 2
+    return top.run(args.prometheus, window=args.window, watch=args.watch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventpipeline", description=__doc__)
     parser.add_argument("--version", action="version", version=f"eventpipeline {__version__}")
@@ -116,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listen.add_argument("--verbose", action="store_true")
     listen.set_defaults(handler=_listen)
+
+    top = commands.add_parser(
+        "top", help="key figures per pipeline from Prometheus (lag, runs/s, retries, DLQ, rotation) as a table"
+    )
+    top.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_URL"), help="base URL ($PROMETHEUS_URL)")
+    top.add_argument("--window", default="5m", help="range of the rates (PromQL duration, default 5m)")
+    top.add_argument("--watch", type=float, default=None, metavar="SECONDS", help="refresh every SECONDS")
+    top.set_defaults(handler=_top)
 
     crds = commands.add_parser("crds", help="write the CRDs generated from the API models")
     crds.add_argument("--output", default="crds", help="directory to write to (default: crds)")

@@ -7,14 +7,15 @@ from typing import Any
 
 import kopf
 
+from eventpipeline.adapters import metrics
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.handlers import context
-from eventpipeline.planning.clock import utcnow
+from eventpipeline.planning.clock import parse_iso, utcnow
 from eventpipeline.planning.credentials import next_due
 from eventpipeline.planning.readiness import listener_changed
-from eventpipeline.reconciler.pipeline import Note, PipelineObject, parse_pipeline
+from eventpipeline.reconciler.pipeline import Note, PipelineObject, Reconciled, parse_pipeline
 
 RESOURCE = (GROUP, VERSION, EVENT_PIPELINE.plural)
 
@@ -52,7 +53,21 @@ def _reconcile(body: kopf.Body) -> str | None:
                 {**{key: None for key in old if key not in new}, **new},
             )
     _emit(body, result.notes)
+    _measure(pipeline, result)
     return result.transient_failure
+
+
+def _measure(pipeline: PipelineObject, result: Reconciled) -> None:
+    """The reconciliation's failed parts and its credentials' timestamps, as metrics."""
+    metrics.PIPELINES.reconciled(
+        f"{pipeline.namespace}/{pipeline.name}",
+        result.failures,
+        [
+            (p.name, parse_iso(p.rotated_at), parse_iso(p.next_rotation_at))
+            for p in result.status.principals
+            if p.rotated_at and p.next_rotation_at
+        ],
+    )
 
 
 @kopf.on.resume(*RESOURCE)
@@ -114,3 +129,4 @@ def finalize(*, body: kopf.Body, retry: int, **_: Any) -> None:
         raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=delay) from error
     _emit(body, notes)
     context.forget(pipeline.uid)
+    metrics.PIPELINES.forget(f"{pipeline.namespace}/{pipeline.name}")

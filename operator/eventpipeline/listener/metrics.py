@@ -76,6 +76,16 @@ SCHEMA_HELD = Gauge(
 PIPELINES = Gauge(f"{PREFIX}_pipelines", "Pipelines this listener serves.", registry=REGISTRY)
 
 
+def start(pipeline: str) -> None:
+    """Create a pipeline's counters at zero, so `rate()` and `increase()` say 0 rather than
+    nothing before its first retry or dead letter (a dashboard panel shows 0, not "No data")."""
+    for counter in (CONSUMED, RUNS_CREATED, DUPLICATES, DEAD_LETTERED, WITHOUT_RUN, STALLS):
+        counter.labels(pipeline)
+    for kind in ("transient", "refused"):
+        RETRIES.labels(pipeline, kind)
+    TRIGGER_LATENCY.labels(pipeline)
+
+
 def forget(pipeline: str) -> None:
     """Drop a pipeline's series when this listener stops serving it."""
     for metric in (

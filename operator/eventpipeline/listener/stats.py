@@ -21,6 +21,7 @@ class ListenerStats:
 
     def __init__(self, pipeline: str, replica: str, previous: ListenerStatus | None = None) -> None:
         self._label = pipeline
+        metrics.start(pipeline)
         self._lock = threading.Lock()
         self._urgent = threading.Event()
         carried = previous.model_copy() if previous is not None else ListenerStatus()

@@ -47,6 +47,8 @@ TRANSIENT_REASONS = frozenset({"BackendUnavailable", "BackendError", "ClaimChang
 class Reconciled:
     status: EventPipelineStatus
     notes: list[Note] = field(default_factory=list)
+    # (condition, reason) of each part this run found failing (for metrics; the status says more)
+    failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def transient_failure(self) -> str | None:
@@ -210,7 +212,8 @@ class PipelineReconciler:
             if condition.type == "Ready" or condition.status != "True":
                 level: EventType = "Normal" if condition.status == "True" else "Warning"
                 run.note(level, condition.reason, f"{condition.type}={condition.status}: {condition.message}")
-        return Reconciled(run.report, run.notes)
+        failures = [(outcome.type, outcome.reason) for outcome in run.outcomes if outcome.status == "False"]
+        return Reconciled(run.report, run.notes, failures)
 
     def pending_cleanup(self, pipeline: PipelineObject, error: str) -> EventPipelineStatus:
         """The status to show while deletion waits: what is still recorded, and why it is not gone yet."""
