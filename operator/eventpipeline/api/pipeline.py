@@ -96,6 +96,48 @@ class PrincipalSpec(ApiModel):
     )
 
 
+CONNECTION_ID_PATTERN = r"^[a-zA-Z0-9_.-]+$"
+CONNECTION_ID_MAX_LENGTH = 250
+
+
+class ProducerAirflowConnectionSpec(ApiModel):
+    """The Airflow connection a producer's credential is kept in, for DAGs that publish to the topic."""
+
+    instance_ref: AirflowInstanceRef
+    connection_id: str | None = Field(
+        default=None,
+        max_length=CONNECTION_ID_MAX_LENGTH,
+        pattern=CONNECTION_ID_PATTERN,
+        description="Airflow connection kept in sync with this producer's credential; defaults to "
+        "`<namespace>.<pipeline>__<producer>`. A dotted id must start with `<namespace>.`.",
+    )
+
+
+PRODUCER_CEL_RULES = cel(
+    (
+        "!has(self.secret) || self.secret || has(self.airflowConnection)",
+        "a producer with secret: false needs an airflowConnection, or its credential goes nowhere",
+    ),
+)
+
+
+class ProducerSpec(PrincipalSpec):
+    """A principal that writes the topic: its credential in a Secret, an Airflow connection, or both."""
+
+    model_config = ConfigDict(json_schema_extra=PRODUCER_CEL_RULES)
+
+    airflow_connection: ProducerAirflowConnectionSpec | None = Field(
+        default=None,
+        description="Also keep the credential in an Airflow connection, for DAGs that publish to the topic. "
+        "Every DAG of that Airflow can read the connection (see docs/security.md).",
+    )
+    secret: bool = Field(
+        default=True,
+        description="Write the credential to the Secret `<pipeline>.<producer>.credentials`. "
+        "false (only with airflowConnection): the credential lives in Airflow only.",
+    )
+
+
 class ExternalPrincipalSpec(ApiModel):
     """An identity issued elsewhere (OIDC / OAUTHBEARER, or a Pulsar role): access only, no Secret."""
 
@@ -250,8 +292,8 @@ class AirflowSpec(ApiModel):
     instance_ref: AirflowInstanceRef
     connection_id: str | None = Field(
         default=None,
-        max_length=250,
-        pattern=r"^[a-zA-Z0-9_.-]+$",
+        max_length=CONNECTION_ID_MAX_LENGTH,
+        pattern=CONNECTION_ID_PATTERN,
         description="Airflow connection kept in sync with the listener's credential; "
         "defaults to the topic name with dots as underscores.",
     )
@@ -279,6 +321,19 @@ PIPELINE_SPEC_CEL_RULES = cel(
         f"(!has(self.consumers) || !self.consumers.exists(c, c.name == '{LISTENER_PRINCIPAL}'))",
         f"the principal name '{LISTENER_PRINCIPAL}' is reserved for the trigger listener",
     ),
+    (
+        "!has(self.producers) || self.producers.all(p, !has(p.airflowConnection) || "
+        "!has(p.airflowConnection.connectionId) || self.producers.exists_one(q, has(q.airflowConnection) && "
+        "has(q.airflowConnection.connectionId) && "
+        "q.airflowConnection.connectionId == p.airflowConnection.connectionId))",
+        "two producers cannot share an airflowConnection.connectionId",
+    ),
+    (
+        "!has(self.producers) || !has(self.airflow) || !has(self.airflow.connectionId) || "
+        "!self.producers.exists(p, has(p.airflowConnection) && has(p.airflowConnection.connectionId) && "
+        "p.airflowConnection.connectionId == self.airflow.connectionId)",
+        "a producer's airflowConnection.connectionId cannot be the listener's airflow.connectionId",
+    ),
 )
 
 
@@ -289,10 +344,11 @@ class EventPipelineSpec(ApiModel):
 
     broker_ref: BrokerRef = Field(json_schema_extra=cel(("self == oldSelf", "brokerRef cannot change after creation")))
     topic: TopicSpec = Field(default_factory=TopicSpec)
-    producers: list[PrincipalSpec] = Field(
+    producers: list[ProducerSpec] = Field(
         default_factory=list,
         max_length=50,
-        description="Applications that write the topic; each gets a principal and a Secret.",
+        description="Applications (or Airflow DAGs) that write the topic; each gets a principal, and a Secret "
+        "and/or an Airflow connection.",
         json_schema_extra=LIST_MAP_BY_NAME,
     )
     consumers: list[PrincipalSpec] = Field(
@@ -319,8 +375,13 @@ class PrincipalStatus(ApiModel):
 
     name: str
     role: Literal["producer", "consumer", "listener"]
-    secret_name: str
-    username: str = Field(description="Kafka user or Pulsar role currently in the Secret.")
+    secret_name: str | None = Field(
+        default=None, description="Secret holding the credential; absent for a producer with secret: false."
+    )
+    airflow_connection: str | None = Field(
+        default=None, description="Airflow connection holding the credential (producers with airflowConnection)."
+    )
+    username: str = Field(description="Kafka user or Pulsar role of the current generation.")
     generation: int = Field(description="Credential generation; grows by one at each rotation.")
     rotated_at: str | None = None
     next_rotation_at: str | None = None

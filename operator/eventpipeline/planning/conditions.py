@@ -12,6 +12,7 @@ PART_CONDITIONS = (
     "AccessReady",
     "CredentialsReady",
     "AirflowConnectionReady",
+    "ProducerConnectionsReady",
     "TriggerAuthorized",
     "ListenerReady",
 )

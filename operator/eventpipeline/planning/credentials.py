@@ -35,7 +35,9 @@ class RotationPolicy:
 class ObservedCredential:
     """What a look at the principal's Secret and the broker found for the current generation."""
 
-    secret_intact: bool  # present, ours, unedited, holding the current generation
+    # Every place the credential is delivered (the Secret, a producer's Airflow connection) is
+    # present, ours, unedited and holds the current generation.
+    secret_intact: bool
     on_broker: bool  # the broker still has the credential (Kafka SCRAM user)
 
 
@@ -87,12 +89,22 @@ def plan_credential(
     now: datetime,
     policy: RotationPolicy,
     rotate_request: str | None,
+    deliverable: bool = True,
 ) -> CredentialPlan:
     """Decide the next credential step of one principal that is in the spec (`now` in UTC).
 
     A rotation requested while the previous generation is still in its grace period waits for
     the revocation, then happens on a later run (both generations could be replaced otherwise).
+
+    `deliverable` is False when the credential has nowhere to go: a producer whose only delivery
+    is an Airflow connection on an instance its namespace may no longer use, or that is gone.
+    Such a principal is revoked like a withdrawn one, and gets a new generation once it can be
+    delivered again.
     """
+    if not deliverable:
+        if record is None or record.withdrawn:
+            return CredentialPlan((), record)
+        return plan_removal(record, "access-withdrawn")
     if record is None or record.withdrawn:
         generation = 1 if record is None else record.generation + 1
         username = naming.generation_username(username_base, generation)

@@ -114,18 +114,43 @@ def listener_secret_name(namespace: str, pipeline: str) -> str:
     return f"listener.{namespace}.{pipeline}"
 
 
+# Airflow refuses longer connection ids.
+CONNECTION_ID_MAX_LENGTH = 250
+PRODUCER_CONNECTION_SEPARATOR = "__"
+
+
 def connection_id(namespace: str, pipeline: str, requested: str | None) -> str:
-    """Airflow connection id: the requested one, else `<namespace>.<pipeline>`.
+    """Airflow connection id of the listener's credential: the requested one, else `<namespace>.<pipeline>`.
 
     Namespaces hold no dots, so a default id names exactly one pipeline; a requested id may
     not take the form of another namespace's defaults.
     """
+    return _connection_id(namespace, f"{namespace}.{pipeline}", requested, "airflow.connectionId")
+
+
+def producer_connection_id(namespace: str, pipeline: str, producer: str, requested: str | None) -> str:
+    """Airflow connection id of a producer's credential: the requested one, else `<namespace>.<pipeline>__<producer>`.
+
+    Collision-free: Kubernetes names and principal names hold no `_`, so no listener's default
+    id (which has none) equals a producer's, and the namespace (up to the first dot) and the
+    producer (after the last `__`) give back the one (pipeline, producer) pair.
+    """
+    default = f"{namespace}.{pipeline}{PRODUCER_CONNECTION_SEPARATOR}{producer}"
+    return _connection_id(namespace, default, requested, f"producers[{producer}].airflowConnection.connectionId")
+
+
+def _connection_id(namespace: str, default: str, requested: str | None, field: str) -> str:
     if requested is None:
-        return f"{namespace}.{pipeline}"
+        if len(default) > CONNECTION_ID_MAX_LENGTH:
+            raise NamingError(
+                f"the default Airflow connection id {default[:40]}... is longer than Airflow's "
+                f"{CONNECTION_ID_MAX_LENGTH} characters; set {field}"
+            )
+        return default
     owner, dot, _ = requested.partition(".")
     if dot and owner != namespace:
         raise NamingError(
-            f"airflow.connectionId {requested!r} starts with {owner + '.'!r}, the prefix of namespace "
+            f"{field} {requested!r} starts with {owner + '.'!r}, the prefix of namespace "
             f"{owner!r}'s connections; use a name without a dot or one starting with {namespace + '.'!r}"
         )
     return requested

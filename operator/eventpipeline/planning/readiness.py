@@ -17,6 +17,8 @@ LISTENER_STALE_AFTER = timedelta(minutes=2)
 
 def expected_parts(spec: EventPipelineSpec) -> list[str]:
     parts = ["TopicReady", "CredentialsReady", "AccessReady"]
+    if any(producer.airflow_connection is not None for producer in spec.producers):
+        parts.append("ProducerConnectionsReady")
     if spec.airflow is not None:
         parts.append("AirflowConnectionReady")
         if spec.airflow.trigger is not None:

@@ -76,19 +76,22 @@ def pulsar_secret_data(endpoint: PulsarEndpoint, role: str, token: SecretStr) ->
 
 
 def kafka_connection(
-    connection_id: str, endpoint: KafkaEndpoint, username: str, password: SecretStr, group: str
+    connection_id: str, endpoint: KafkaEndpoint, username: str, password: SecretStr, group: str | None
 ) -> dict[str, Any]:
-    """Airflow `kafka` connection: librdkafka settings in `extra`, as the Kafka provider reads them."""
-    extra = {
+    """Airflow `kafka` connection: librdkafka settings in `extra`, as the Kafka provider reads them.
+
+    `group` is the reading principal's consumer group; a producer's connection (None) has no
+    consumer settings.
+    """
+    extra: dict[str, Any] = {
         "bootstrap.servers": endpoint.bootstrap_servers,
         "security.protocol": endpoint.security_protocol,
         "sasl.mechanism": endpoint.sasl_mechanism,
         "sasl.username": username,
         "sasl.password": password.get_secret_value(),
-        "group.id": group,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
     }
+    if group is not None:
+        extra |= {"group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"}
     if endpoint.tls_ca is not None:
         extra["ssl.ca.pem"] = endpoint.tls_ca  # inline: Airflow's workers have no file of it
     return {"connection_id": connection_id, "conn_type": "kafka", "extra": json.dumps(extra, sort_keys=True)}

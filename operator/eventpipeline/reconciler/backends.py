@@ -91,7 +91,7 @@ class BrokerBackend(Protocol):
     def secret_data(self, username: str, credential: SecretStr) -> dict[str, str]: ...
 
     def connection_payload(
-        self, connection_id: str, username: str, credential: SecretStr, group: str
+        self, connection_id: str, username: str, credential: SecretStr, group: str | None
     ) -> dict[str, Any]: ...
 
 
@@ -184,7 +184,7 @@ class KafkaBackend:
         return secrets.kafka_secret_data(self._endpoint, username, credential)
 
     def connection_payload(
-        self, connection_id: str, username: str, credential: SecretStr, group: str
+        self, connection_id: str, username: str, credential: SecretStr, group: str | None
     ) -> dict[str, Any]:
         return secrets.kafka_connection(connection_id, self._endpoint, username, credential, group)
 
@@ -284,6 +284,6 @@ class PulsarBackend:
         return secrets.pulsar_secret_data(self._endpoint, username, credential)
 
     def connection_payload(
-        self, connection_id: str, username: str, credential: SecretStr, group: str
+        self, connection_id: str, username: str, credential: SecretStr, group: str | None
     ) -> dict[str, Any]:
         return secrets.pulsar_connection(connection_id, self._endpoint, username, credential)

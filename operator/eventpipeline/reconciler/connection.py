@@ -100,5 +100,6 @@ def _claim(run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: st
 
 
 def _withdraw(run: Run, claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None) -> None:
-    """Delete the connections this pipeline wrote but may no longer have or no longer wants."""
-    run.notes.extend(withdraw_connections(claims, resolver, keep))
+    """Delete the listener connections this pipeline wrote but may no longer have or no longer wants
+    (producers' connections are `producer_connections`' business)."""
+    run.notes.extend(withdraw_connections(claims, resolver, () if keep is None else (keep,), producers=False))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
@@ -32,6 +33,7 @@ from eventpipeline.planning.credentials import (
     plan_removal,
 )
 from eventpipeline.planning.principals import ManagedPrincipal, managed_principals
+from eventpipeline.planning.producer_connections import Delivery
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.ports import BrokerTarget, ClusterState
 from eventpipeline.reconciler.run import PipelineObject, Run
@@ -49,6 +51,12 @@ class PrincipalPlan:
     secret_name: str
 
 
+class DeliveryObserver(Protocol):
+    """Observes where else than its Secret a producer's credential goes (its Airflow connection)."""
+
+    def delivery(self, producer: str, username: str | None) -> Delivery | None: ...
+
+
 class CredentialsStep:
     """Observe and plan every principal's credential, then apply in three phases around access."""
 
@@ -59,11 +67,15 @@ class CredentialsStep:
         broker: BrokerTarget,
         cluster: ClusterState,
         listener_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
+        *,
+        deliveries: DeliveryObserver | None = None,
     ) -> None:
         self._run = run
         self._claims = claims
         self._broker = broker
         self._cluster = cluster
+        self._deliveries = deliveries
+        self._no_secret = {producer.name for producer in run.pipeline.spec.producers if not producer.secret}
         self._secret_data: dict[str, dict[str, str]] = {}
         self.listener_handoff = ListenerHandoff(cluster, run.pipeline, listener_namespace)
 
@@ -81,16 +93,20 @@ class CredentialsStep:
                 secret_name = naming.secret_name(pipeline.name, principal.name)
                 record = claim.spec.credential
                 secret = self._own_secret(secret_name)
+                live = record is not None and not record.withdrawn
+                delivery = self._delivery(principal, record.username if record is not None and live else None)
+                wants_secret = principal.name not in self._no_secret
                 plan = plan_credential(
                     username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
                     role=principal.role,
                     record=record,
-                    observed=None
-                    if record is None or record.withdrawn
-                    else self._observe(principal, secret, record.username),
+                    observed=self._observe(principal, secret, record.username, delivery)
+                    if record is not None and live
+                    else None,
                     now=run.now,
                     policy=policy,
                     rotate_request=pipeline.rotate_request,
+                    deliverable=wants_secret or (delivery is not None and delivery.available),
                 )
                 plans.append(PrincipalPlan(claim, plan, principal, secret_name))
             wanted = {plan.claim.name for plan in plans}
@@ -127,8 +143,19 @@ class CredentialsStep:
             )
         return found
 
-    def _observe(self, principal: ManagedPrincipal, secret: SecretView | None, username: str) -> ObservedCredential:
-        intact = _holds(secret, username)
+    def _delivery(self, principal: ManagedPrincipal, username: str | None) -> Delivery | None:
+        if principal.role != "producer" or self._deliveries is None:
+            return None
+        return self._deliveries.delivery(principal.name, username)
+
+    def _observe(
+        self, principal: ManagedPrincipal, secret: SecretView | None, username: str, delivery: Delivery | None
+    ) -> ObservedCredential:
+        """Intact when every place the credential goes holds it: the Secret (unless the producer has
+        `secret: false`) and the producer's Airflow connection (unless Airflow did not answer)."""
+        intact = principal.name in self._no_secret or _holds(secret, username)
+        if delivery is not None and delivery.intact is False:
+            intact = False
         if principal.role == "listener":
             # The listener's own copy must hold it too: it is written only from freshly issued data.
             intact = intact and _holds(self.listener_handoff.read(), username)
@@ -165,8 +192,8 @@ class CredentialsStep:
                 self._run.note(
                     "Warning",
                     "CredentialRepaired",
-                    f"{role} {name}: Secret {item.secret_name} or broker credential was changed or removed "
-                    "outside the operator; issued a new one",
+                    f"{role} {name}: Secret {item.secret_name}, Airflow connection or broker credential was changed, "
+                    "removed or not written yet; issued a new one",
                 )
             else:
                 generation = item.plan.record.generation if item.plan.record else 0
@@ -184,7 +211,9 @@ class CredentialsStep:
         def write() -> None:
             for item in plans:
                 data = self._secret_data.get(item.secret_name)
-                if data is not None and item.principal is not None:
+                if item.principal is not None and item.principal.name in self._no_secret:
+                    self._delete_own_secret(item.secret_name)  # its credential lives in Airflow only
+                elif data is not None and item.principal is not None:
                     labels = {PIPELINE_LABEL: pipeline.name, PRINCIPAL_LABEL: item.principal.name}
                     self._cluster.write_secret(pipeline.namespace, item.secret_name, data, pipeline.owner, labels)
                     if item.principal.role == "listener":
@@ -192,19 +221,26 @@ class CredentialsStep:
 
         self._guarded(write)
 
+    def _delete_own_secret(self, secret_name: str) -> None:
+        pipeline = self._run.pipeline
+        found = self._cluster.read_secret(pipeline.namespace, secret_name)
+        if found is not None and found.owned_by(pipeline.uid):
+            self._cluster.delete_secret(pipeline.namespace, secret_name)
+
+    def issued_data(self, secret_name: str) -> dict[str, str] | None:
+        """A credential issued in this run (the Secret's keys), for the other places it is delivered to."""
+        return self._secret_data.get(secret_name)
+
     def revoke(self, plans: list[PrincipalPlan]) -> None:
         """Phase 3: revoke for real, then forget: a name leaves the record only once it is gone."""
         self._guarded(lambda: self._revoke(plans))
 
     def _revoke(self, plans: list[PrincipalPlan]) -> None:
-        pipeline = self._run.pipeline
         for item in plans:
             for username in item.plan.revoked:
                 self._broker.backend.revoke_credential(username)
             if item.principal is None:
-                found = self._cluster.read_secret(pipeline.namespace, item.secret_name)
-                if found is not None and found.owned_by(pipeline.uid):
-                    self._cluster.delete_secret(pipeline.namespace, item.secret_name)
+                self._delete_own_secret(item.secret_name)
                 if item.claim.spec.credential is not None and item.claim.spec.credential.role == "listener":
                     self.listener_handoff.delete()
                 self._run.note(

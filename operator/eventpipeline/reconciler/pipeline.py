@@ -26,6 +26,7 @@ from eventpipeline.reconciler.connection import reconcile_connection
 from eventpipeline.reconciler.credentials import CredentialsStep
 from eventpipeline.reconciler.deletion import finalize
 from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterState, Resolver
+from eventpipeline.reconciler.producer_connections import ProducerConnectionsStep
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
 from eventpipeline.reconciler.schema import SchemaStep
 from eventpipeline.reconciler.topic import reconcile_topic
@@ -106,12 +107,18 @@ class PipelineReconciler:
 
     def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget) -> None:
         topic = reconcile_topic(run, claims, broker)
-        credentials = CredentialsStep(run, claims, broker, self._cluster, self._listener_namespace)
+        connections = ProducerConnectionsStep(
+            run, claims, self._resolver, broker, allow_namespaced=self._allow_namespaced
+        )
+        credentials = CredentialsStep(
+            run, claims, broker, self._cluster, self._listener_namespace, deliveries=connections
+        )
         plans = credentials.plan()
         credentials.record_new_generations(plans)
         credentials.issue(plans)
         reconcile_access(run, claims, broker, topic, plans)
         credentials.write_secrets(plans)
+        connections.apply(credentials, plans)  # before revoking: a connection never holds only a revoked name
         credentials.revoke(plans)
         SchemaStep(run, claims, broker, self._cluster, self._resolver, handoff=credentials.listener_handoff).reconcile(
             topic
@@ -190,6 +197,17 @@ class PipelineReconciler:
                     previous_revoke_at=record.previous_revoke_at,
                 )
             )
+        spec = run.pipeline.spec
+        no_secret = {producer.name for producer in spec.producers if not producer.secret}
+        connections = {
+            claim.spec.principal: claim.spec.name
+            for claim in claims.owned("AirflowConnection")
+            if claim.spec.principal is not None and claim.spec.holds is not None
+        }
+        for principal in reported:
+            if principal.name in no_secret:
+                principal.secret_name = None
+            principal.airflow_connection = connections.get(principal.name)
         run.report.principals = reported
         requests = [
             claim.spec.credential.rotate_request for claim in claims.owned("Principal") if claim.spec.credential

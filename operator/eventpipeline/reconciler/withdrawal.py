@@ -7,6 +7,7 @@ the namespace check, since the point is to remove what the namespace may no long
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from eventpipeline.adapters.claims import StoredClaim
@@ -69,11 +70,23 @@ def withdraw_broker_access(
     return [Note("Warning", "AccessWithdrawn", f"{len(live)} principal(s) revoked on {system}; their Secrets deleted")]
 
 
-def withdraw_connections(claims: ClaimBook, resolver: Resolver, keep: tuple[str, str] | None = None) -> list[Note]:
-    """Delete the Airflow connections the pipeline wrote (all but `keep`), then forget them."""
+def withdraw_connections(
+    claims: ClaimBook,
+    resolver: Resolver,
+    keep: Collection[tuple[str, str]] = (),
+    *,
+    producers: bool | None = None,
+) -> list[Note]:
+    """Delete the Airflow connections the pipeline wrote (all but those in `keep`), then forget them.
+
+    `producers` narrows it: True, only producers' connections (their claims name the producer);
+    False, only the listener's; None, all.
+    """
     notes = []
     for claim in claims.owned("AirflowConnection"):
-        if keep == (claim.spec.system, claim.spec.name):
+        if (claim.spec.system, claim.spec.name) in keep:
+            continue
+        if producers is not None and (claim.spec.principal is not None) != producers:
             continue
         resolver.airflow_by_key(claim.spec.system).connections.delete(claim.spec.name)
         claims.release(claim)
