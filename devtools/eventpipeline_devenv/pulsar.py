@@ -39,8 +39,10 @@ PULSAR_VERSION = "4.0.7"
 CLUSTER_NAME = "standalone"
 ADMIN_ROLE = "admin"
 MAIN_CLASS = "org.apache.pulsar.PulsarStandaloneStarter"
-START_TIMEOUT_SECONDS = 180.0
-HEALTH_TIMEOUT_SECONDS = 3.0
+# About a minute on an idle machine; just over 180 s (timed out) with a load average of 37 on 2 cores.
+START_TIMEOUT_SECONDS = 420.0
+# A health check that times out makes `dev up` (and a test session) start the whole stack afresh.
+HEALTH_TIMEOUT_SECONDS = 10.0
 
 # The flags Pulsar's own start scripts pass on Java 17: its Netty, BookKeeper and metrics code
 # reach into JDK internals.
