@@ -14,7 +14,7 @@ import tempfile
 from typing import Any
 
 import pulsar
-from airflow.sdk import BaseHook
+from airflow.sdk import BaseHook, Connection
 
 from eventpipeline_provider.connections import PulsarSettings, credential_fingerprint, parse_extra, pulsar_settings
 from eventpipeline_provider.errors import CredentialRefusedError, NotAcknowledgedError
@@ -44,6 +44,10 @@ def client_options(settings: PulsarSettings) -> tuple[dict[str, Any], str | None
     return options, trust
 
 
+def _settings(connection: Connection) -> PulsarSettings:
+    return pulsar_settings(connection.host, connection.login, connection.password, parse_extra(connection.extra))
+
+
 class PulsarHook(BaseHook):
     """A Pulsar client from an operator-made connection, recovering from a rotation.
 
@@ -67,13 +71,16 @@ class PulsarHook(BaseHook):
 
     def connection_settings(self) -> PulsarSettings:
         """Service URL, role, token and CA, read afresh from Airflow."""
-        connection = self.get_connection(self.pulsar_conn_id)
-        return pulsar_settings(connection.host, connection.login, connection.password, parse_extra(connection.extra))
+        return _settings(self.get_connection(self.pulsar_conn_id))
 
-    def get_conn(self) -> pulsar.Client:
-        """The hook's client (built on first use)."""
+    async def aconnection_settings(self) -> PulsarSettings:
+        """The same, read on the event loop: in the triggerer, a connection must not be read from a thread."""
+        return _settings(await self.aget_connection(self.pulsar_conn_id))
+
+    def get_conn(self, settings: PulsarSettings | None = None) -> pulsar.Client:
+        """The hook's client (built on first use, from `settings` when the caller read them already)."""
         if self._client is None:
-            settings = self.connection_settings()
+            settings = settings or self.connection_settings()
             options, self._trust = client_options(settings)
             self.role = settings.role
             self._fingerprint = credential_fingerprint(settings.role, settings.token)
@@ -121,9 +128,11 @@ class PulsarHook(BaseHook):
             self.close()
             return self._send_once(topic, value, key, properties or {}, timeout)
 
-    def subscribe(self, topic: str, subscription: str, **options: Any) -> pulsar.Consumer:
+    def subscribe(
+        self, topic: str, subscription: str, settings: PulsarSettings | None = None, **options: Any
+    ) -> pulsar.Consumer:
         """A consumer on the hook's client (exclusive unless `consumer_type` says otherwise)."""
-        return self.get_conn().subscribe(topic, subscription, **options)
+        return self.get_conn(settings).subscribe(topic, subscription, **options)
 
     def close(self) -> None:
         """Close producers and client; the next use reads the connection again."""

@@ -23,6 +23,7 @@ import pulsar
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
+from eventpipeline_provider.connections import PulsarSettings
 from eventpipeline_provider.hooks.pulsar import PulsarHook
 from eventpipeline_provider.message import message_conf
 
@@ -56,11 +57,19 @@ def message_payload(message: pulsar.Message) -> dict[str, Any]:
     return conf
 
 
-def _subscribe(hook: PulsarHook, topic: str, subscription: str) -> pulsar.Consumer:
+async def _subscribe(hook: PulsarHook, topic: str, subscription: str) -> pulsar.Consumer:
+    # The connection is read on the event loop (the triggerer's connection lookup talks to its
+    # supervisor through that loop: from a worker thread it deadlocks); the client is built in a thread.
+    settings = await hook.aconnection_settings()
+    return await asyncio.to_thread(_subscribe_blocking, hook, topic, subscription, settings)
+
+
+def _subscribe_blocking(hook: PulsarHook, topic: str, subscription: str, settings: PulsarSettings) -> pulsar.Consumer:
     # Shared: the triggerer's consumer and a resuming task may hold the subscription at once.
     return hook.subscribe(
         topic,
         subscription,
+        settings,
         consumer_type=pulsar.ConsumerType.Shared,
         initial_position=pulsar.InitialPosition.Earliest,
         negative_ack_redelivery_delay_ms=REDELIVERY_DELAY_MS,
@@ -86,7 +95,7 @@ class PulsarStreamProducer(SharedStreamProducer):
 
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         self._hook = PulsarHook(self.pulsar_conn_id)
-        self._consumer = await asyncio.to_thread(_subscribe, self._hook, self.topic, self.subscription)
+        self._consumer = await _subscribe(self._hook, self.topic, self.subscription)
         while True:
             message = await _receive(self._consumer)
             if message is not None:
@@ -152,7 +161,7 @@ class PulsarMessageTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """One message for a deferred task; it stays unacknowledged until the task acknowledges it."""
         hook = PulsarHook(self.pulsar_conn_id)
-        consumer = await asyncio.to_thread(_subscribe, hook, self.topic, self.subscription)
+        consumer = await _subscribe(hook, self.topic, self.subscription)
         try:
             while True:
                 message = await _receive(consumer)
