@@ -108,6 +108,13 @@ class Session:
         except HandoffError as error:
             self._source_error(f"Secret {config.secret_name}: {error}; the operator writes it again")
             return None
+        if decoder is None and config.schema_expected:
+            # Never hand a DAG undecoded bytes of a pipeline that has a schema: wait for the versions.
+            self._source_error(
+                f"waiting for the operator to hand over the pipeline's registered schema versions "
+                f"(Secret {config.secret_name}, key schemas.json; see the SchemaReady condition)"
+            )
+            return None
         try:
             trigger = self._resolve_trigger(config.airflow_ref, config.namespace)
         except Exception as error:

@@ -93,6 +93,9 @@ class PipelineConfig:
     trigger: TriggerSpec
     airflow_ref: AirflowInstanceRef
     broker_key: str = ""  # the brokerRef as `naming.reference_key` records it; part of every run id
+    # spec.schema is set: messages are decoded with the schemas the controller hands over, and
+    # none is triggered undecoded while the hand-off has none yet.
+    schema_expected: bool = False
 
     @property
     def key(self) -> str:
@@ -151,6 +154,7 @@ def wanted_pipeline(body: Mapping[str, Any], secret_namespace: str = naming.DEFA
         trigger=trigger,
         airflow_ref=spec.airflow.instance_ref,
         broker_key=_broker_key(spec, namespace),
+        schema_expected=spec.schema_ is not None,
     )
     annotations = metadata.get("annotations") or {}
     return Wanted(config, spec.listener.dedicated, annotations.get(REPLAY_ANNOTATION), previous)

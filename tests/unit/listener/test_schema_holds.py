@@ -4,6 +4,7 @@ dead-lettered with the reason. The worker loop against fakes, a fake clock, no t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -200,3 +201,20 @@ def test_a_broken_handoff_stops_the_pipeline_with_the_reason_instead_of_guessing
     assert worker.connect() is None
     error = worker.status().error
     assert error is not None and "schema version 1 (AVRO) cannot be read" in error
+
+
+def test_a_pipeline_with_a_schema_triggers_nothing_undecoded_before_its_versions_are_handed_over() -> None:
+    source = FakeSource([order(0, 0, 1)])
+    worker = Worker(
+        dataclasses.replace(config(), schema_expected=True),
+        replica="test",
+        source_factory=lambda _config, _secret: source,
+        read_secret=lambda _ns, _name: ({"token": "t"}, "fp"),
+        resolve_trigger=lambda _config, _data: FakeAirflow(),
+        emit_event=lambda _config, *_event: None,
+        clock=FakeClock(),
+        executor=InlineExecutor(),
+    )
+    assert worker.connect() is None and source.opened == []
+    error = worker.status().error
+    assert error is not None and "schemas.json" in error
