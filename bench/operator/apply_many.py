@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
     parser.add_argument("--rotate-wave", action="store_true", help="then rotate every pipeline's credentials at once")
     args = parser.parse_args()
+    load_at_start = [round(value, 1) for value in os.getloadavg()]
 
     os.environ["EVENTPIPELINE_STATE_DIR"] = args.state_dir
     layout = Layout.from_environment()
@@ -210,8 +211,12 @@ def main() -> None:
             for key in calls_after
             if calls_after[key] - calls_before.get(key, 0.0) > 0
         }
+        periods = args.idle_seconds / args.resync_seconds
+        kafka_idle = {key: value for key, value in idle_calls.items() if key.startswith("kafka.")}
         result = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
             "pipelines": args.pipelines,
             "ready": ready,
             "apply_seconds": round(applied, 1),
@@ -224,6 +229,12 @@ def main() -> None:
             "idle_cpu_percent_of_one_core": round(100 * (cpu_after - cpu_before) / max(args.idle_seconds, 1e-9), 2),
             "idle_backend_calls": {key: int(value) for key, value in sorted(idle_calls.items())},
             "idle_backend_calls_per_pipeline": round(sum(idle_calls.values()) / max(ready, 1), 2),
+            # One Kafka broker in this bench: its admin calls per drift period are the broker's.
+            "kafka_admin_calls_per_drift_period": round(sum(kafka_idle.values()) / periods, 1),
+            # Each drift check asks Airflow once whether the pipeline's connection exists.
+            "drift_checks_per_pipeline_per_period": round(
+                idle_calls.get("airflow.exists", 0.0) / max(ready, 1) / periods, 2
+            ),
             "operator_rss_after_idle_mib": round(rss_bytes(operator.pid) / 2**20),
         }
         if args.rotate_wave:

@@ -5,6 +5,6 @@ Importing this package registers every handler with kopf.
 
 import kopf
 
-from eventpipeline.handlers import context, pipeline, referenced  # noqa: F401
+from eventpipeline.handlers import context, pipeline, referenced, schedule  # noqa: F401
 
 kopf.on.startup()(context.configure)

@@ -6,16 +6,18 @@ import logging
 import os
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 
 from eventpipeline.adapters.claims import KubeClaims
 from eventpipeline.adapters.kube import Kube, load_configuration
 from eventpipeline.api.common import GROUP
-from eventpipeline.planning import naming
+from eventpipeline.planning import naming, schedule
 from eventpipeline.planning.reference_policy import allow_namespaced_references
+from eventpipeline.planning.schedule import DueSchedule
 from eventpipeline.reconciler.pipeline import PipelineReconciler
 from eventpipeline.reconciler.references import References
 
@@ -26,7 +28,8 @@ def _seconds(variable: str, default: float) -> float:
 
 # How often converged objects are re-checked for drift and due rotations.
 RESYNC_SECONDS = _seconds("EVENTPIPELINE_RESYNC_SECONDS", 300)
-# How often each pipeline is looked at (no I/O) to catch a rotation or revocation falling due.
+# The least time between a pipeline's run and a run for what its status says is due (a rotation,
+# a listener report): a due step that a run cannot clear is retried this often, not in a loop.
 DUE_CHECK_SECONDS = min(RESYNC_SECONDS, _seconds("EVENTPIPELINE_DUE_CHECK_SECONDS", 30))
 # Deletion retries with exponential backoff from this delay, for as long as it takes.
 DELETE_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_BACKOFF_SECONDS", 10)
@@ -46,7 +49,11 @@ class Services:
 
 _services: Services | None = None
 _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
-_last_full_check: dict[str, float] = {}
+# Every pipeline's next due time, for the one scheduler (handlers/schedule.py).
+_schedule = DueSchedule(RESYNC_SECONDS, DUE_CHECK_SECONDS, TRANSIENT_MAX_BACKOFF_SECONDS)
+_schedule_lock = threading.Lock()
+_wakers: list[Callable[[], None]] = []
+T = TypeVar("T")
 
 
 def services() -> Services:
@@ -68,7 +75,7 @@ def services() -> Services:
 
 def transient_backoff(retry: int) -> float:
     """Delay before retrying a reconciliation that failed on a transient error: 1 s doubling to 60 s."""
-    return float(min(2 ** min(retry, 6), TRANSIENT_MAX_BACKOFF_SECONDS))
+    return schedule.transient_backoff(retry, TRANSIENT_MAX_BACKOFF_SECONDS)
 
 
 def delete_backoff(retry: int) -> float:
@@ -81,21 +88,27 @@ def object_lock(uid: str) -> threading.Lock:
     return _locks[uid]
 
 
-def full_check_due(uid: str, now: float) -> bool:
-    """Whether the periodic drift check of this object is due.
+def with_schedule(use: Callable[[DueSchedule], T], *, wake: bool = True) -> T:
+    """Read or change the schedule of every pipeline (thread-safe); a change wakes the scheduler."""
+    with _schedule_lock:
+        result = use(_schedule)
+    if wake:
+        for waker in _wakers:
+            waker()
+    return result
 
-    Not before the change handlers have reconciled it once in this process: they own the first run.
-    """
-    last = _last_full_check.get(uid)
-    return last is not None and now - last >= RESYNC_SECONDS
+
+def on_schedule_change(waker: Callable[[], None]) -> None:
+    _wakers.append(waker)
 
 
 def record_full_check(uid: str, now: float) -> None:
-    _last_full_check[uid] = now
+    """A reconciliation of `uid` begins: its next drift check is one resync period from `now`."""
+    with_schedule(lambda due: due.started(uid, now))
 
 
 def forget(uid: str) -> None:
-    _last_full_check.pop(uid, None)
+    with_schedule(lambda due: due.forget(uid), wake=False)
     _locks.pop(uid, None)
 
 

@@ -1,4 +1,4 @@
-"""The thin kopf handlers: backoff schedules and the cheap due check of the timer."""
+"""The thin kopf handlers: backoff schedules and the due hint the scheduler reads from each object."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from eventpipeline.handlers import context
-from eventpipeline.handlers.pipeline import _looks_due
 from eventpipeline.planning.clock import iso, utcnow
-from eventpipeline.reconciler.pipeline import parse_pipeline
+from eventpipeline.planning.schedule import due_hint
+from eventpipeline.reconciler.pipeline import PipelineObject, parse_pipeline
 
 
 def _body(status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
@@ -35,7 +35,13 @@ def test_cleanup_backs_off_but_never_stops() -> None:
     assert delays[-1] == context.DELETE_MAX_BACKOFF_SECONDS
 
 
-def test_the_timer_looks_for_due_rotations_and_revocations_without_io() -> None:
+def _looks_due(pipeline: PipelineObject) -> bool:
+    now = utcnow()
+    at = due_hint(pipeline.spec, pipeline.status, pipeline.rotate_request, now)
+    return at is not None and at <= now
+
+
+def test_the_hint_says_when_a_rotation_or_revocation_is_due_without_io() -> None:
     past, future = iso(utcnow() - timedelta(minutes=1)), iso(utcnow() + timedelta(hours=1))
     assert _looks_due(parse_pipeline(_body({"principals": [_principal(nextRotationAt=past)]})))
     assert _looks_due(parse_pipeline(_body({"principals": [_principal(previousRevokeAt=past)]})))
@@ -46,3 +52,15 @@ def test_a_new_rotate_annotation_is_due_at_once() -> None:
     annotations = {"eventpipeline.dev/rotate": "now"}
     assert _looks_due(parse_pipeline(_body({"rotateRequest": "earlier"}, annotations)))
     assert not _looks_due(parse_pipeline(_body({"rotateRequest": "now"}, annotations)))
+
+
+def test_a_listener_report_is_due_again_when_it_would_turn_silent() -> None:
+    body = _body({"listener": {"updatedAt": iso(utcnow()), "replica": "l-0"}})
+    body["spec"]["airflow"] = {"instanceRef": {"name": "local"}, "trigger": {"dagId": "d"}}
+    body["status"]["conditions"] = [
+        {"type": "ListenerReady", "status": "True", "reason": "Listening", "message": "", "lastTransitionTime": "x"}
+    ]
+    pipeline = parse_pipeline(body)
+    now = utcnow()
+    at = due_hint(pipeline.spec, pipeline.status, None, now)
+    assert at is not None and timedelta(minutes=1) < at - now <= timedelta(minutes=2)

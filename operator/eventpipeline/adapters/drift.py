@@ -1,0 +1,117 @@
+"""Drift checks answered from one batched read per broker and period, not from reads per pipeline.
+
+A scheduled drift check runs inside `drift_reads()`. While it does, an adapter that keeps a
+`Snapshot` answers its reads (topics, users, ACLs) from one listing of the whole broker, taken
+at most `max_age` seconds ago and shared by every pipeline on that broker: a drift period costs
+a few listings per broker instead of a dozen reads per pipeline. What the operator itself
+changed since the listing (a key `touched` after a write) is read fresh, so a run never acts on
+a picture older than its own writes; what someone else changed by hand is seen at the next
+listing, one period later at most. Outside `drift_reads()` (creations, updates, rotations,
+retries) every read goes to the broker.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+S = TypeVar("S")
+T = TypeVar("T")
+
+# The oldest snapshot the current drift check accepts, in seconds; None outside drift checks.
+_DRIFT_READS: ContextVar[float | None] = ContextVar("eventpipeline_drift_reads", default=None)
+
+# Writes this close before a listing began may not show in it yet (metadata propagates between
+# brokers): their keys stay read-fresh in the new snapshot too.
+PROPAGATION_MARGIN_SECONDS = 5.0
+
+
+@contextmanager
+def drift_reads(max_age: float | None) -> Iterator[None]:
+    """Within this block (this thread or task), adapters that keep a snapshot may answer reads from
+    one at most `max_age` seconds old (None: read everything fresh)."""
+    token = _DRIFT_READS.set(max_age)
+    try:
+        yield
+    finally:
+        _DRIFT_READS.reset(token)
+
+
+def drift_max_age() -> float | None:
+    return _DRIFT_READS.get()
+
+
+@dataclass(frozen=True)
+class Cached(Generic[T]):
+    """A read answered from the snapshot (`value` may itself be None: "absent")."""
+
+    value: T
+
+
+@dataclass
+class Listing(Generic[S]):
+    """What one batched read of a broker returned, and the keys it could not tell about."""
+
+    state: S
+    unknown: frozenset[Hashable] = frozenset()
+
+
+class Snapshot(Generic[S]):
+    """One broker's state, listed in one batch; thread-safe.
+
+    `lookup` answers from it only inside `drift_reads()` and only for keys nobody has touched
+    since the listing; otherwise it returns None and the caller reads from the broker.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Listing[S]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._listing = threading.Lock()  # one listing at a time; readers wait for it
+        self._state: S | None = None
+        self._taken = 0.0
+        self._touched: dict[Hashable, float] = {}
+        self.listings = 0
+
+    def touched(self, keys: Iterable[Hashable]) -> None:
+        """The operator changed these on the broker: read them fresh until the next listing."""
+        now = self._clock()
+        with self._lock:
+            for key in keys:
+                self._touched[key] = now
+
+    def lookup(self, keys: Iterable[Hashable], read: Callable[[S], T]) -> Cached[T] | None:
+        """`read` applied to a current snapshot, or None when the caller must ask the broker."""
+        max_age = drift_max_age()
+        if max_age is None:
+            return None
+        wanted = list(keys)
+        with self._listing:
+            with self._lock:
+                fresh_enough = self._state is not None and self._clock() - self._taken < max_age
+                if fresh_enough and self._state is not None:
+                    return self._answer(self._state, wanted, read)
+            started = self._clock()
+            listing = self._fetch()  # outside _lock: writes go on meanwhile and mark their keys
+            self.listings += 1
+            with self._lock:
+                margin = started - PROPAGATION_MARGIN_SECONDS
+                self._touched = {key: at for key, at in self._touched.items() if at >= margin}
+                for key in listing.unknown:
+                    self._touched[key] = started
+                self._state, self._taken = listing.state, started
+                return self._answer(listing.state, wanted, read)
+
+    def _answer(self, state: S, keys: list[Hashable], read: Callable[[S], T]) -> Cached[T] | None:
+        if any(key in self._touched for key in keys):
+            return None
+        return Cached(read(state))

@@ -1,0 +1,109 @@
+"""A broker's drift snapshot: one listing per period shared by every pipeline, own writes read fresh."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from eventpipeline.adapters.drift import Listing, Snapshot, drift_reads
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _snapshot(clock: Clock, acls: set[str], during: Callable[[], None] = lambda: None) -> Snapshot[set[str]]:
+    def fetch() -> Listing[set[str]]:
+        during()
+        return Listing(set(acls), frozenset({("acl", "unreadable")}))
+
+    return Snapshot(fetch, clock)
+
+
+def _has(snapshot: Snapshot[set[str]], acl: str) -> bool | None:
+    cached = snapshot.lookup([("acl", acl)], lambda state: acl in state)
+    return None if cached is None else cached.value
+
+
+def test_outside_a_drift_check_every_read_goes_to_the_broker() -> None:
+    snapshot = _snapshot(Clock(), {"a"})
+    assert _has(snapshot, "a") is None
+    assert snapshot.listings == 0
+
+
+def test_a_thousand_drift_reads_in_a_period_cost_one_listing() -> None:
+    clock = Clock()
+    snapshot = _snapshot(clock, {"a"})
+    with drift_reads(300):
+        answers = [_has(snapshot, "a" if i % 2 else "b") for i in range(1000)]
+        clock.now += 299
+        assert _has(snapshot, "a") is True
+    assert answers.count(True) == 500 and answers.count(False) == 500
+    assert snapshot.listings == 1
+
+
+def test_a_snapshot_older_than_the_period_is_listed_again_and_sees_changes_by_hand() -> None:
+    clock, acls = Clock(), {"a"}
+    snapshot = _snapshot(clock, acls)
+    with drift_reads(300):
+        assert _has(snapshot, "a") is True
+        acls.discard("a")  # deleted by hand
+        clock.now += 300
+        assert _has(snapshot, "a") is False
+    assert snapshot.listings == 2
+
+
+def test_what_the_operator_wrote_since_the_listing_is_read_fresh() -> None:
+    clock = Clock()
+    snapshot = _snapshot(clock, set())
+    with drift_reads(300):
+        assert _has(snapshot, "a") is False
+        clock.now += 10
+        snapshot.touched([("acl", "a")])
+        assert _has(snapshot, "a") is None  # the caller asks the broker
+        assert _has(snapshot, "b") is False
+        clock.now += 300  # a listing after the write knows it
+        assert _has(snapshot, "a") is False
+        assert snapshot.listings == 2
+
+
+def test_a_write_while_the_listing_is_on_its_way_stays_fresh_in_it() -> None:
+    clock = Clock()
+    snapshot: Snapshot[set[str]]
+
+    def write_meanwhile() -> None:
+        clock.now += 1
+        snapshot.touched([("acl", "a")])
+
+    snapshot = _snapshot(clock, set(), during=write_meanwhile)
+    with drift_reads(300):
+        assert _has(snapshot, "a") is None
+        assert _has(snapshot, "b") is False
+
+
+def test_what_the_listing_could_not_read_is_read_fresh() -> None:
+    snapshot = _snapshot(Clock(), {"unreadable"})
+    with drift_reads(300):
+        assert _has(snapshot, "unreadable") is None
+
+
+def test_a_failed_listing_raises_and_the_next_read_lists_again() -> None:
+    clock, calls = Clock(), []
+
+    def fetch() -> Listing[set[str]]:
+        calls.append(clock.now)
+        if len(calls) == 1:
+            raise RuntimeError("broker down")
+        return Listing({"a"})
+
+    snapshot = Snapshot(fetch, clock)
+    with drift_reads(300):
+        with pytest.raises(RuntimeError):
+            _has(snapshot, "a")
+        assert _has(snapshot, "a") is True
+    assert len(calls) == 2

@@ -1,0 +1,126 @@
+"""The one scheduler's due times: drift once per period, hints spaced, retries backing off."""
+
+from __future__ import annotations
+
+from eventpipeline.planning.schedule import DueSchedule
+
+RESYNC, SPACING = 300.0, 30.0
+
+
+def _schedule() -> DueSchedule:
+    return DueSchedule(RESYNC, SPACING, max_backoff=60.0)
+
+
+def _run(schedule: DueSchedule, now: float, *, failed: bool = False) -> list[tuple[str, str]]:
+    """What is due at `now`; each due pipeline is reconciled at once (started, then finished)."""
+    due = schedule.pop_due(now)
+    for uid, _ in due:
+        schedule.started(uid, now)
+        schedule.finished(uid, now, transient_failure=failed)
+    return [(uid, str(reason)) for uid, reason in due]
+
+
+def test_a_pipeline_is_checked_for_drift_once_per_period_after_its_last_run() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    checks = [now for now in range(0, 1201, 10) if _run(schedule, float(now))]
+    assert checks == [300, 600, 900, 1200]
+
+
+def test_a_run_from_a_change_pushes_the_next_drift_check_back() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    schedule.started("a", 200.0)  # an update reconciled it
+    assert _run(schedule, 300.0) == []
+    assert _run(schedule, 500.0) == [("a", "drift")]
+
+
+def test_nothing_is_checked_before_the_change_handlers_ran_it_once() -> None:
+    schedule = _schedule()
+    schedule.hinted("a", None)
+    assert schedule.next_at() is None and _run(schedule, 10_000.0) == []
+
+
+def test_a_due_rotation_wakes_exactly_then_and_reads_fresh() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    schedule.hinted("a", 120.0)
+    assert schedule.next_at() == 120.0
+    assert _run(schedule, 119.0) == []
+    assert _run(schedule, 120.0) == [("a", "hint")]
+    assert _run(schedule, 121.0) == []  # the hint was used; the run's new report hints again
+
+
+def test_a_hint_that_stays_due_is_retried_spaced_not_in_a_loop() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    schedule.hinted("a", 0.0)
+    assert _run(schedule, 1.0) == []  # a run just happened
+    assert _run(schedule, 30.0) == [("a", "hint")]
+    schedule.hinted("a", 30.0)  # its status still says due
+    assert _run(schedule, 45.0) == []
+    assert _run(schedule, 60.0) == [("a", "hint")]
+
+
+def test_a_replaced_hint_supersedes_the_earlier_one() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    schedule.hinted("a", 100.0)
+    schedule.hinted("a", 250.0)  # the listener reported again
+    assert _run(schedule, 100.0) == []
+    assert _run(schedule, 250.0) == [("a", "hint")]
+
+
+def test_a_transient_failure_is_retried_from_one_second_doubling_to_a_minute() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    now, retries = 300.0, []
+    assert _run(schedule, now, failed=True) == [("a", "drift")]
+    for _ in range(9):
+        due_at = schedule.next_at()
+        assert due_at is not None
+        retries.append(due_at - now)
+        now = due_at
+        assert _run(schedule, now, failed=True) == [("a", "retry")]
+    assert retries == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+    _run(schedule, schedule.next_at() or 0.0)  # success: back to one drift check per period
+    assert schedule.next_at() == now + 60.0 + RESYNC
+
+
+def test_a_running_pipeline_is_not_handed_out_twice() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    assert schedule.pop_due(300.0) == [("a", "drift")]
+    schedule.hinted("a", 0.0)  # its status changes while it runs
+    assert schedule.pop_due(400.0) == []
+    schedule.finished("a", 400.0, transient_failure=False)
+    assert schedule.pop_due(400.0) == [("a", "hint")]
+
+
+def test_a_run_that_ends_early_is_not_due_again_at_once() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    assert schedule.pop_due(300.0) == [("a", "drift")]
+    schedule.finished("a", 300.0, transient_failure=False)  # the object was gone: it never started
+    assert schedule.pop_due(301.0) == []
+    assert schedule.next_at() == 600.0
+
+
+def test_forgotten_pipelines_are_never_due() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)
+    schedule.forget("a")
+    assert _run(schedule, 1000.0) == []
+
+
+def test_a_thousand_pipelines_cost_one_check_each_per_period() -> None:
+    schedule = _schedule()
+    for index in range(1000):
+        schedule.started(f"p{index}", index * 0.2)  # created over 200 s
+    checks: dict[str, int] = {}
+    for tick in range(0, 3000):
+        for uid, reason in _run(schedule, tick * 0.2 + 300.0):
+            assert reason == "drift"
+            checks[uid] = checks.get(uid, 0) + 1
+    # 600 s of checking: two periods, each pipeline twice, none more.
+    assert set(checks.values()) == {2} and len(checks) == 1000
