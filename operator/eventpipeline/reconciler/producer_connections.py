@@ -215,7 +215,11 @@ class ProducerConnectionsStep:
             if not isinstance(self._target(connection), UnresolvedReferenceError)
             or self._target_reason(connection) not in WITHDRAWING_REASONS
         ]
-        recorded = [(claim.spec.system, claim.spec.name) for claim in self._claims.owned("AirflowConnection")]
+        recorded = [
+            (claim.spec.system, claim.spec.name)
+            for claim in self._claims.owned("AirflowConnection")
+            if claim.spec.principal is not None  # the listener's connection is not this part's
+        ]
         gone = to_withdraw([c for c in self.wanted if c.key in keep], recorded)
         if not gone:
             return
