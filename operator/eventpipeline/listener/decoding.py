@@ -28,11 +28,6 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal
 
-import fastavro
-import jsonschema
-import jsonschema.exceptions
-import jsonschema.validators
-
 from eventpipeline.planning.delivery import Decoded, Message
 from eventpipeline.planning.schema_versions import (
     SCHEMAS_KEY,
@@ -95,7 +90,13 @@ def _reader(version: SchemaVersion) -> Read | None:
     return None  # PROTOBUF: carried as it came
 
 
+# fastavro and jsonschema load with the first pipeline that has a schema of their type: a listener
+# serving none starts without them (their import is a sizeable part of its start on a busy machine).
+
+
 def _avro_reader(definition: str) -> Read:
+    import fastavro  # noqa: PLC0415 - see above
+
     schema = fastavro.parse_schema(json.loads(definition))
 
     def read(payload: bytes) -> Any:
@@ -113,6 +114,9 @@ def _avro_reader(definition: str) -> Read:
 
 
 def _json_reader(definition: str) -> Read:
+    import jsonschema.exceptions  # noqa: PLC0415 - see above
+    import jsonschema.validators  # noqa: PLC0415
+
     schema = json.loads(definition)
     # Pulsar's own JSON schemas are Avro record definitions; the broker checked the producer's
     # schema already, so the payload is only parsed. A JSON Schema is checked here.
