@@ -22,8 +22,6 @@ from eventpipeline.api.common import AirflowInstanceRef, SecretKeyRef
 from eventpipeline.api.resources import REFERENCED_PLURALS
 from eventpipeline.planning import naming
 
-PLURALS = REFERENCED_PLURALS
-
 
 class UnresolvedReferenceError(AdapterError):
     """A referenced resource is missing, refused to this namespace, or unusable."""
@@ -55,7 +53,7 @@ class ReferenceReader:
 
     def _load(self, kind: str, name: str, namespace: str | None) -> tuple[dict[str, Any], str | None, str]:
         scope = None if kind.startswith("Cluster") else namespace
-        body = self._kube.get_custom(PLURALS[kind], name, scope)
+        body = self._kube.get_custom(REFERENCED_PLURALS[kind], name, scope)
         where = f"{kind} {name}" if scope is None else f"{kind} {scope}/{name}"
         if body is None:
             raise UnresolvedReferenceError(f"{kind}NotFound", f"{where} does not exist; create it or fix the reference")

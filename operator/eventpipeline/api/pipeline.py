@@ -144,8 +144,12 @@ class ExternalPrincipalSpec(ApiModel):
     principal: str = Field(
         min_length=1,
         max_length=200,
-        pattern=r"^[^*]+$",
-        description="Kafka principal (e.g. User:analytics) or Pulsar role. No wildcards.",
+        # No wildcard, and no empty type or name around a colon (`User:`, `:alice`): refused here for
+        # either broker. A Kafka principal without its type (`alice`) needs the broker's type to be
+        # told apart from a Pulsar role: the reconciler refuses it (ExternalPrincipalInvalid).
+        pattern=r"^[^*:]([^*]*[^*:])?$",
+        description="Kafka principal with its type (e.g. User:analytics) or Pulsar role. No wildcards. On a "
+        "Kafka broker a principal without its type prefix is refused with the condition ExternalPrincipalInvalid.",
     )
     access: Literal["Produce", "Consume"] = Field(
         description="Produce: write the topic. Consume: read the topic with its own consumer group."

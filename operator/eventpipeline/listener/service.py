@@ -4,6 +4,11 @@ Which pipelines a process serves is decided by `planning.serving.Shard` (rendezv
 replicas, or an explicit list for a dedicated listener). The operator creates nothing per
 pipeline for the listener beyond the listener principal it creates anyway, so any replica can
 serve any pipeline.
+
+What a worker consumes and where it triggers (topic, broker type, credential, Airflow API and
+credential) comes from the pipeline's hand-off Secret in the listener's own namespace
+(`planning.handoff`), which only the controller writes: the listener reads no Secret, and no
+referenced resource, anywhere else.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from typing import Any
 
 from kubernetes import client
 
+from eventpipeline.adapters.airflow import AirflowSettings, AirflowTokens
 from eventpipeline.adapters.events import EventRecorder, InvolvedObject
 from eventpipeline.adapters.informer import informer
 from eventpipeline.adapters.kube import PRINCIPAL_LABEL, Kube, decode_secret_data, fingerprint, load_api_client
-from eventpipeline.adapters.references import ReferenceReader
-from eventpipeline.api.common import API_VERSION, GROUP, VERSION, AirflowInstanceRef
+from eventpipeline.api.common import API_VERSION, GROUP, VERSION
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.listener import metrics
@@ -33,7 +38,7 @@ from eventpipeline.listener.status import StatusWriter
 from eventpipeline.listener.supervisor import supervise
 from eventpipeline.listener.trigger import AirflowTrigger, Trigger
 from eventpipeline.listener.worker import Worker
-from eventpipeline.planning import naming, serving
+from eventpipeline.planning import handoff, naming, serving
 from eventpipeline.planning.reference_policy import allow_namespaced_references, namespaced_reference_refusal
 from eventpipeline.planning.serving import PipelineConfig, Shard, Wanted
 
@@ -70,13 +75,14 @@ class ListenerService:
         self._api_client_factory = api_client_factory
         api_client = api_client_factory()
         self._kube = Kube(api_client)
-        self._references = ReferenceReader(self._kube)
         self._events = EventRecorder(api_client, "eventpipeline-listener", replica)
         self._source_factory = source_factory
         self._lock = threading.RLock()
         self._workers: dict[str, Worker] = {}
+        self._bodies: dict[str, dict[str, Any]] = {}  # pipeline key → its object, as last seen
         self._secret_owner: dict[str, str] = {}  # namespace/secret → pipeline key
-        self._triggers: dict[str, tuple[object, AirflowTrigger]] = {}
+        self._handed_over: dict[str, dict[str, str]] = {}  # namespace/secret → its data, from the watch
+        self._triggers: dict[str, AirflowTrigger] = {}  # fingerprint of the Airflow access → client
         # The cluster admin's switch, as the controller reads it: a namespaced AirflowInstance's
         # URL is a tenant's choice, and the listener calls it only when namespaced ones are allowed.
         self._allow_namespaced = allow_namespaced_references(os.environ)
@@ -142,7 +148,7 @@ class ListenerService:
 
     def _relist(self, bodies: dict[str, dict[str, Any]]) -> None:
         with self._lock:
-            known = set(self._workers)
+            known = set(self._workers) | set(self._bodies)
         for key in known - set(bodies):
             self._apply_one(key, None)
         for key, body in bodies.items():
@@ -150,7 +156,12 @@ class ListenerService:
         metrics.PIPELINES.set(len(self._workers))
 
     def _apply(self, key: str, body: dict[str, Any] | None) -> None:
-        wanted: Wanted | str = "deleted" if body is None else serving.wanted_pipeline(body, self._secret_namespace)
+        with self._lock:
+            secret = self._remember(key, body)
+            handed_over = self._handed_over.get(secret)
+        wanted: Wanted | str = (
+            "deleted" if body is None else serving.wanted_pipeline(body, handed_over, self._secret_namespace)
+        )
         if isinstance(wanted, Wanted) and not self._shard.serves(key, wanted.dedicated):
             wanted = "served by another listener replica"
         with self._lock:
@@ -179,13 +190,23 @@ class ListenerService:
                 replay_annotation=wanted.replay_annotation,
             )
             self._workers[key] = worker
-            self._secret_owner[f"{wanted.config.secret_namespace}/{wanted.config.secret_name}"] = key
             metrics.PIPELINES.set(len(self._workers))
         worker.start()
 
+    def _remember(self, key: str, body: dict[str, Any] | None) -> str:
+        """Keep the pipeline's object for when its hand-off Secret changes; returns that Secret's key."""
+        namespace, name = key.split("/", 1)
+        secret = f"{self._secret_namespace}/{naming.listener_secret_name(namespace, name)}"
+        if body is None:
+            self._bodies.pop(key, None)
+            self._secret_owner.pop(secret, None)
+        else:
+            self._bodies[key] = body
+            self._secret_owner[secret] = key
+        return secret
+
     def _drop(self, key: str) -> None:
         worker = self._workers.pop(key)
-        self._secret_owner = {secret: owner for secret, owner in self._secret_owner.items() if owner != key}
         # Stopping waits for the worker's final commit; do it off the watch thread.
         threading.Thread(target=worker.stop, name=f"stop-{key}", daemon=True).start()
         metrics.PIPELINES.set(len(self._workers))
@@ -200,21 +221,37 @@ class ListenerService:
             return core.list_namespaced_secret(self._secret_namespace, label_selector=selector, **kwargs)
 
         for kind, secret in informer(list_all, self._stop, _secret_dict):
-            items = secret if kind == "RELIST" else [secret]
-            if kind == "DELETED":
-                continue
-            for item in items:
-                self._secret_seen(item)
+            if kind == "RELIST":
+                present = {_key(item) for item in secret}
+                with self._lock:
+                    gone = set(self._handed_over) - present
+                for key in gone:
+                    self._secret_seen(key, None)
+                for item in secret:
+                    self._secret_seen(_key(item), item)
+            else:
+                self._secret_seen(_key(secret), None if kind == "DELETED" else secret)
 
-    def _secret_seen(self, item: dict[str, Any]) -> None:
-        """Pass a Secret's new data on to its worker; one odd Secret is logged, never fatal to the watch."""
-        key = f"{item['metadata']['namespace']}/{item['metadata']['name']}"
+    def _secret_seen(self, key: str, item: dict[str, Any] | None) -> None:
+        """A hand-off Secret changed (or went): its pipeline's worker is started, restarted, told
+        to reconnect or stopped. One odd Secret is logged, never fatal to the watch."""
         try:
+            data = None if item is None else decode_secret_data(item.get("data"))
             with self._lock:
+                before = self._handed_over.get(key)
+                if data is None:
+                    self._handed_over.pop(key, None)
+                else:
+                    self._handed_over[key] = data
                 owner = self._secret_owner.get(key)
-                worker = self._workers.get(owner) if owner else None
-            if worker is not None:
-                worker.secret_changed(fingerprint(decode_secret_data(item.get("data"))))
+                body = self._bodies.get(owner) if owner else None
+            if data == before or owner is None or body is None:
+                return
+            self._apply_one(owner, body)  # a new topic or a hand-off that came or went
+            with self._lock:
+                worker = self._workers.get(owner)
+            if worker is not None and data is not None:
+                worker.secret_changed(fingerprint(data))
         except Exception:
             LOG.exception("Secret %s: could not pass on its data; the watch goes on", key)
 
@@ -227,19 +264,29 @@ class ListenerService:
 
     # -- Airflow, events ------------------------------------------------------------------------
 
-    def _resolve_trigger(self, ref: AirflowInstanceRef, namespace: str) -> Trigger:
+    def _resolve_trigger(self, config: PipelineConfig, handed_over: Mapping[str, str]) -> Trigger:
+        """The Airflow client of the instance the controller handed over for this pipeline."""
+        ref = config.airflow_ref
         refusal = namespaced_reference_refusal(ref.kind, ref.name, self._allow_namespaced)
         if refusal is not None:
             raise ValueError(refusal)  # shown in status.listener; nothing is called
-        resolved = self._references.airflow(ref, namespace)
+        access = handoff.airflow_access(handed_over)
+        if access is None:
+            raise ValueError(
+                f"the operator has not handed over {ref.kind} {ref.name} (see the pipeline's "
+                "AirflowConnectionReady condition)"
+            )
+        version = fingerprint(
+            {"url": access.api_url, "username": access.username, "password": access.password.get_secret_value()}
+        )
         with self._lock:
-            cached = self._triggers.get(resolved.key)
-            if cached is not None and cached[0] is resolved.settings:
-                return cached[1].for_namespace(namespace)
-            trigger = AirflowTrigger(resolved.settings, resolved.tokens)
-            self._triggers[resolved.key] = (resolved.settings, trigger)
+            trigger = self._triggers.get(version)
+            if trigger is None:
+                settings = AirflowSettings(access.api_url, access.username, access.password)
+                trigger = AirflowTrigger(settings, AirflowTokens(settings))
+                self._triggers[version] = trigger
             # Shared by every namespace using this Airflow; each sees only DAGs that accept it.
-            return trigger.for_namespace(namespace)
+            return trigger.for_namespace(config.namespace)
 
     def _emit_event(self, pipeline: PipelineConfig, type_: str, reason: str, message: str) -> None:
         about = InvolvedObject(API_VERSION, "EventPipeline", pipeline.namespace, pipeline.name, pipeline.uid)

@@ -13,7 +13,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from eventpipeline.api.common import AirflowInstanceRef
 from eventpipeline.listener.decoding import Decoder, decoder_for
 from eventpipeline.listener.source import Source, SourceError
 from eventpipeline.listener.stats import ListenerStats
@@ -28,8 +27,8 @@ LOG = logging.getLogger("eventpipeline.listener")
 SourceFactory = Callable[[PipelineConfig, Mapping[str, str]], Source]
 # Reads the listener Secret: (data, fingerprint), or None if missing.
 SecretReader = Callable[[str, str], tuple[dict[str, str], str] | None]
-# Resolves the AirflowInstance into a trigger client (raises on failure).
-TriggerResolver = Callable[[AirflowInstanceRef, str], Trigger]
+# The trigger client of the Airflow instance handed over in the listener Secret's data (raises on failure).
+TriggerResolver = Callable[[PipelineConfig, Mapping[str, str]], Trigger]
 # Emits a Kubernetes Event on the pipeline: (type, reason, message).
 EventSink = Callable[[PipelineConfig, str, str, str], None]
 
@@ -116,7 +115,7 @@ class Session:
             )
             return None
         try:
-            trigger = self._resolve_trigger(config.airflow_ref, config.namespace)
+            trigger = self._resolve_trigger(config, data)
         except Exception as error:
             self._stats.airflow_error(f"Airflow instance unusable: {error}")
             return None

@@ -6,6 +6,7 @@ own consumer group. Literal resource patterns only; nothing else, no wildcards.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -28,9 +29,21 @@ class KafkaAcl:
     operation: KafkaOperation
 
 
+# A Kafka principal as the authorizer reads it: `<type>:<name>` (User:alice, Group:ops).
+KAFKA_PRINCIPAL = re.compile(r"[A-Za-z][A-Za-z0-9]*:[^*]+")
+
+
 def kafka_principal(grantee: Grantee) -> str:
     """Kafka principal string; external principals are given whole (e.g. User:alice)."""
     return grantee.principal if grantee.external else f"User:{grantee.principal}"
+
+
+def untyped_kafka_principals(principals: Iterable[str]) -> list[str]:
+    """The external principals Kafka could not match to anyone: those without a `<type>:` prefix.
+
+    An ACL for `alice` (no `User:`) names no identity Kafka authenticates; it is refused, never created.
+    """
+    return sorted({principal for principal in principals if not KAFKA_PRINCIPAL.fullmatch(principal)})
 
 
 def desired_kafka_acls(topic: str, grantees: Iterable[Grantee], dead_letter: str | None = None) -> set[KafkaAcl]:

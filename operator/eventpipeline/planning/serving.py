@@ -21,7 +21,7 @@ from eventpipeline.api.pipeline import (
     ListenerStatus,
     TriggerSpec,
 )
-from eventpipeline.planning import naming
+from eventpipeline.planning import handoff, naming
 
 REPLAY_ANNOTATION = f"{GROUP}/replay-from"
 BrokerType = Literal["Kafka", "Pulsar"]
@@ -85,7 +85,7 @@ class PipelineConfig:
     name: str
     uid: str
     broker_type: BrokerType
-    topic: str  # as resolved in status.topic (Pulsar: persistent://tenant/namespace/topic)
+    topic: str  # as the controller handed it over (Pulsar: persistent://tenant/namespace/topic)
     dead_letter_topic: str | None
     group: str  # Kafka consumer group / Pulsar subscription
     secret_name: str  # the listener's copy of its credential, in the listener's namespace
@@ -112,8 +112,17 @@ class Wanted:
     previous: ListenerStatus | None
 
 
-def wanted_pipeline(body: Mapping[str, Any], secret_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE) -> Wanted | str:
-    """The worker a pipeline object calls for, or why it calls for none (yet)."""
+def wanted_pipeline(
+    body: Mapping[str, Any],
+    handed_over: Mapping[str, str] | None,
+    secret_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
+) -> Wanted | str:
+    """The worker a pipeline object calls for, or why it calls for none (yet).
+
+    `handed_over` is the data of the pipeline's hand-off Secret in the listener's namespace: the
+    topic, dead-letter topic and broker type come from there, never from status, which the
+    pipeline's namespace can patch.
+    """
     metadata = body.get("metadata") or {}
     if metadata.get("deletionTimestamp"):
         return "being deleted"
@@ -126,13 +135,17 @@ def wanted_pipeline(body: Mapping[str, Any], secret_namespace: str = naming.DEFA
     if spec.airflow is None or spec.airflow.trigger is None:
         return "no airflow.trigger"
     status = body.get("status") or {}
-    topic, broker_type = status.get("topic"), status.get("brokerType")
-    listener = next(
-        (p for p in status.get("principals") or [] if p.get("name") == LISTENER_PRINCIPAL and p.get("secretName")),
-        None,
-    )
-    if not topic or broker_type not in ("Kafka", "Pulsar") or listener is None:
-        return "waiting for the operator to resolve the topic and issue the listener credential"
+    handed_over = handed_over or {}
+    topic, handed_type = handed_over.get(handoff.TOPIC_KEY), handed_over.get(handoff.BROKER_TYPE_KEY)
+    broker_type: BrokerType
+    if handed_type == "Kafka":
+        broker_type = "Kafka"
+    elif handed_type == "Pulsar":
+        broker_type = "Pulsar"
+    else:
+        return "waiting for the operator to hand over the topic and the listener credential"
+    if not topic:
+        return "waiting for the operator to hand over the topic and the listener credential"
     namespace, name = metadata["namespace"], metadata["name"]
     trigger = spec.airflow.trigger
     previous = None
@@ -147,7 +160,7 @@ def wanted_pipeline(body: Mapping[str, Any], secret_namespace: str = naming.DEFA
         uid=metadata.get("uid", ""),
         broker_type=broker_type,
         topic=topic,
-        dead_letter_topic=naming.dead_letter_topic(topic) if trigger.dead_letter.enabled else None,
+        dead_letter_topic=handed_over.get(handoff.DEAD_LETTER_TOPIC_KEY) if trigger.dead_letter.enabled else None,
         group=naming.consumer_group(namespace, name, LISTENER_PRINCIPAL),
         secret_name=naming.listener_secret_name(namespace, name),
         secret_namespace=secret_namespace,

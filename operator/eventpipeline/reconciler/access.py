@@ -7,6 +7,7 @@ its claims (exact names); apply: the backend; outcome: `AccessReady`.
 from __future__ import annotations
 
 from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.planning.access import untyped_kafka_principals
 from eventpipeline.planning.principals import grantees
 from eventpipeline.reconciler.backends import Ownership
 from eventpipeline.reconciler.claims import ClaimBook
@@ -37,6 +38,11 @@ def reconcile_access(
     usernames = {item.principal.name: item.plan.valid_usernames for item in plans if item.principal is not None}
     wanted = grantees(pipeline.spec, pipeline.namespace, pipeline.name, usernames)
     externals = sorted({external.principal for external in pipeline.spec.external_principals})
+    untyped = untyped_kafka_principals(externals) if broker.spec.type == "Kafka" else []
+    if untyped:
+        # Left out, the rest of the pipeline's access converges; the condition below says why.
+        wanted = [grantee for grantee in wanted if not (grantee.external and grantee.principal in untyped)]
+        externals = [principal for principal in externals if principal not in untyped]
     topic_claim = claims.find("Topic", broker.key, topic.name)
     granted_before = set(topic_claim.spec.externals) if topic_claim is not None else set()
     ownership = Ownership(owned_principals(plans), frozenset(granted_before | set(externals)))
@@ -59,4 +65,13 @@ def reconcile_access(
             "AccessGranted" if first_time else "AccessRepaired",
             f"{result.added} grant(s) added, {result.removed} removed: {'; '.join(result.details[:10])}",
         )
+    if untyped:
+        # Not raised: the rest of the run (the new credentials' Secrets, the connection) goes on.
+        run.fail(
+            CONDITION,
+            "ExternalPrincipalInvalid",
+            f"externalPrincipals {', '.join(untyped)}: a Kafka principal carries its type, e.g. User:{untyped[0]}; "
+            "nothing was granted to it. Fix spec.externalPrincipals",
+        )
+        return
     run.ok(CONDITION, "AccessReady", f"{len(wanted)} principal(s) have exactly their access, nothing more")

@@ -24,7 +24,7 @@ from eventpipeline.adapters.kube import (
 )
 from eventpipeline.api.common import parse_duration
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
-from eventpipeline.planning import naming
+from eventpipeline.planning import handoff, naming
 from eventpipeline.planning.credentials import (
     CredentialPlan,
     ObservedCredential,
@@ -66,9 +66,10 @@ class CredentialsStep:
         claims: ClaimBook,
         broker: BrokerTarget,
         cluster: ClusterState,
-        listener_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
         *,
+        listener_namespace: str = naming.DEFAULT_LISTENER_NAMESPACE,
         deliveries: DeliveryObserver | None = None,
+        handoff_description: dict[str, str] | None = None,
     ) -> None:
         self._run = run
         self._claims = claims
@@ -77,7 +78,7 @@ class CredentialsStep:
         self._deliveries = deliveries
         self._no_secret = {producer.name for producer in run.pipeline.spec.producers if not producer.secret}
         self._secret_data: dict[str, dict[str, str]] = {}
-        self.listener_handoff = ListenerHandoff(cluster, run.pipeline, listener_namespace)
+        self.listener_handoff = ListenerHandoff(cluster, run.pipeline, listener_namespace, handoff_description)
 
     # -- observe + plan ------------------------------------------------------------------
 
@@ -205,10 +206,15 @@ class CredentialsStep:
                 )
 
     def write_secrets(self, plans: list[PrincipalPlan]) -> None:
-        """After access is granted: clients see a new credential only once it can be used."""
+        """After access is granted: clients see a new credential only once it can be used.
+
+        The listener's hand-off is written with a new credential, else brought up to date when
+        what it describes (topic, Airflow instance) changed.
+        """
         pipeline = self._run.pipeline
 
         def write() -> None:
+            handed_over = False
             for item in plans:
                 data = self._secret_data.get(item.secret_name)
                 if item.principal is not None and item.principal.name in self._no_secret:
@@ -218,6 +224,9 @@ class CredentialsStep:
                     self._cluster.write_secret(pipeline.namespace, item.secret_name, data, pipeline.owner, labels)
                     if item.principal.role == "listener":
                         self.listener_handoff.write(data)
+                        handed_over = True
+            if not handed_over:
+                self.listener_handoff.refresh()
 
         self._guarded(write)
 
@@ -264,7 +273,7 @@ class CredentialsStep:
         if secret_name in self._secret_data:
             return self._secret_data[secret_name]
         found = self.listener_handoff.read()
-        return found.data if found is not None else None
+        return handoff.with_description(found.data, {}) if found is not None else None
 
     def _guarded(self, action: Callable[[], None]) -> None:
         try:
@@ -283,17 +292,28 @@ def _holds(secret: SecretView | None, username: str) -> bool:
 
 
 class ListenerHandoff:
-    """The listener's copy of a pipeline's listener credential, in the listener's own namespace.
+    """What the listener needs for a pipeline, in the listener's own namespace (`planning.handoff`):
+    its credential, and the description — topic, dead-letter topic, broker type, Airflow API and
+    credential.
 
     The listener reads and watches Secrets there only, and what it connects to (bootstrap
-    servers, service URL) comes from the broker resource, never from a Secret a tenant can edit.
+    servers, service URL, Airflow) comes from the operator's records and the referenced
+    resources, never from status or a Secret a tenant can edit.
     """
 
-    def __init__(self, cluster: ClusterState, pipeline: PipelineObject, namespace: str) -> None:
+    def __init__(
+        self,
+        cluster: ClusterState,
+        pipeline: PipelineObject,
+        namespace: str,
+        description: dict[str, str] | None = None,
+    ) -> None:
         self._cluster = cluster
         self._pipeline = pipeline
         self.namespace = namespace
         self.name = naming.listener_secret_name(pipeline.namespace, pipeline.name)
+        # None: not known in this run (then a write keeps the one already handed over).
+        self._description = description
         self._read: tuple[SecretView | None] | None = None  # read once per run; writes replace it
 
     def read(self) -> SecretView | None:
@@ -301,10 +321,24 @@ class ListenerHandoff:
             self._read = (self._cluster.read_secret(self.namespace, self.name),)
         return self._read[0]
 
-    def write(self, data: dict[str, str]) -> None:
+    def write(self, credential: dict[str, str]) -> None:
+        """Hand over a new credential, with the description of this run (or the one handed over)."""
+        description = self._description
+        if description is None:
+            found = self.read()
+            description = handoff.description_of(found.data) if found is not None else {}
         labels = {PIPELINE_LABEL: self._pipeline.name, PRINCIPAL_LABEL: LISTENER_PRINCIPAL}
-        self._cluster.write_secret(self.namespace, self.name, data, None, labels)
+        self._cluster.write_secret(
+            self.namespace, self.name, handoff.with_description(credential, description), None, labels
+        )
         self._read = None
+
+    def refresh(self) -> None:
+        """Bring the description up to date, keeping the credential handed over (if any)."""
+        found = self.read()
+        if found is None or self._description is None or handoff.description_of(found.data) == self._description:
+            return
+        self.write(handoff.with_description(found.data, {}))
 
     def delete(self) -> None:
         self._cluster.delete_secret(self.namespace, self.name)

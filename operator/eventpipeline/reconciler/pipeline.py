@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.references import UnresolvedReferenceError
 from eventpipeline.api.pipeline import EventPipelineStatus, PrincipalStatus
-from eventpipeline.planning import conditions, naming
+from eventpipeline.planning import conditions, handoff, naming
 from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.conditions import Outcome
 from eventpipeline.planning.readiness import listener_outcome, summarise
@@ -110,8 +111,15 @@ class PipelineReconciler:
         connections = ProducerConnectionsStep(
             run, claims, self._resolver, broker, allow_namespaced=self._allow_namespaced
         )
+        description = handoff.describe(topic.name, topic.dead_letter, broker.spec.type, self._airflow_access(run))
         credentials = CredentialsStep(
-            run, claims, broker, self._cluster, self._listener_namespace, deliveries=connections
+            run,
+            claims,
+            broker,
+            self._cluster,
+            listener_namespace=self._listener_namespace,
+            deliveries=connections,
+            handoff_description=description,
         )
         plans = credentials.plan()
         credentials.record_new_generations(plans)
@@ -132,6 +140,20 @@ class PipelineReconciler:
             run, claims=claims, resolver=self._resolver, broker=broker, credentials=credentials, plans=plans
         )
         reconcile_trigger(run, self._resolver)
+
+    def _airflow_access(self, run: Run) -> handoff.AirflowAccess | None:
+        """The Airflow API and credential the listener triggers with, while this pipeline may use them.
+
+        A reference that does not resolve hands over none; the connection step reports why.
+        """
+        airflow = run.pipeline.spec.airflow
+        if airflow is None or airflow.trigger is None:
+            return None
+        try:
+            settings = self._resolver.airflow(airflow.instance_ref, run.pipeline.namespace).settings
+        except AdapterError:
+            return None
+        return handoff.AirflowAccess(settings.api_url, settings.username, settings.password)
 
     def _check_reference_kinds(self, run: Run) -> None:
         """Namespaced Brokers / AirflowInstances only where a cluster admin switched them on."""
@@ -156,26 +178,44 @@ class PipelineReconciler:
         except UnresolvedReferenceError as error:
             if error.reason in WITHDRAWING_REASONS:
                 # The namespace may no longer use the broker (or it is gone): take back what it was given.
-                self._withdraw(run, claims)
+                pending = self._withdraw(run, claims)
+                if pending is not None:
+                    # A condition, not an Event per attempt: an Event only when what is pending changes.
+                    raise run.fail(
+                        "TopicReady",
+                        "AccessWithdrawalPending",
+                        f"{error}; taking back what the pipeline was given is pending and retried: {pending}",
+                    ) from error
             raise run.fail("TopicReady", error.reason, str(error)) from error
         except AdapterError as error:
             raise run.fail("TopicReady", error.reason, str(error)) from error
         run.report.broker_type = broker.spec.type
         return broker
 
-    def _withdraw(self, run: Run, claims: ClaimBook) -> None:
-        """Withdraw access on every broker the pipeline holds principals on; report what is pending."""
+    def _withdraw(self, run: Run, claims: ClaimBook) -> str | None:
+        """Withdraw what the pipeline holds: the listener's hand-off, access on every broker it holds
+        principals on, its Airflow connections; each on its own, so a broker gone for good keeps
+        nothing else back. Returns what is still pending, or None."""
         pipeline = run.pipeline
-        systems = sorted({claim.spec.system for claim in claims.owned("Principal")})
-        try:
-            for system in systems:
-                run.notes.extend(withdraw_broker_access(pipeline, claims, self._resolver, self._cluster, system))
+
+        def drop_handoff() -> list[Note]:
             self._cluster.delete_secret(
                 self._listener_namespace, naming.listener_secret_name(pipeline.namespace, pipeline.name)
             )
-            run.notes.extend(withdraw_connections(claims, self._resolver))
-        except AdapterError as error:
-            run.note("Warning", "AccessWithdrawalPending", f"could not withdraw access yet, will retry: {error}")
+            return []
+
+        steps: list[tuple[str, Callable[[], list[Note]]]] = [("the listener's hand-off", drop_handoff)]
+        for system in sorted({claim.spec.system for claim in claims.owned("Principal")}):
+            withdraw = partial(withdraw_broker_access, pipeline, claims, self._resolver, self._cluster, system)
+            steps.append((f"access on {system}", withdraw))
+        steps.append(("Airflow connections", partial(withdraw_connections, claims, self._resolver)))
+        pending = []
+        for what, step in steps:
+            try:
+                run.notes.extend(step())
+            except AdapterError as error:
+                pending.append(f"{what}: {error}")
+        return "; ".join(pending) or None
 
     def _report_principals(self, run: Run, claims: ClaimBook) -> None:
         """status.principals: a copy of the claims' records, for people and dashboards."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from eventpipeline.adapters.airflow import AirflowSettings
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.kube import Owner, SecretView
 from eventpipeline.api.broker import BrokerSpec
@@ -115,6 +116,11 @@ class AirflowTarget(Protocol):
 
     @property
     def dags(self) -> DagDirectory: ...
+
+    @property
+    def settings(self) -> AirflowSettings:
+        """The API URL and credential: handed over to the listener with each pipeline's hand-off."""
+        ...
 
 
 class Resolver(Protocol):

@@ -15,7 +15,6 @@ from eventpipeline.adapters.kube import Kube, fingerprint
 from eventpipeline.adapters.pulsar import PulsarAdmin, PulsarAdminSettings
 from eventpipeline.adapters.pulsar_schema import PulsarSchemas
 from eventpipeline.adapters.references import (
-    PLURALS,
     ReferenceReader,
     ResolvedAirflow,
     UnresolvedReferenceError,
@@ -28,7 +27,7 @@ from eventpipeline.planning import naming, secrets
 from eventpipeline.reconciler.backends import BrokerBackend, KafkaBackend, PulsarBackend
 from eventpipeline.reconciler.ports import SchemaStore
 
-__all__ = ["PLURALS", "References", "ResolvedAirflow", "ResolvedBroker", "UnresolvedReferenceError"]
+__all__ = ["References", "ResolvedAirflow", "ResolvedBroker", "UnresolvedReferenceError"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from tests.integration.reconciler.test_kafka_pipeline import acls_on_topic, admin
 from tests.integration.support import Kube, unique
 
 pytestmark = pytest.mark.integration
@@ -104,3 +105,28 @@ def test_unknown_fields_are_refused_by_strict_validation(kube: Kube, namespace: 
 
 def test_long_names_are_refused(kube: Kube, namespace: str) -> None:
     assert "at most 63 characters" in refused(kube, namespace, VALID, name="p" * 70)
+
+
+@pytest.mark.parametrize("principal", ["User:", ":analytics", "User:*"])
+def test_an_external_principal_with_an_empty_type_or_name_is_refused_at_admission(
+    kube: Kube, namespace: str, principal: str
+) -> None:
+    body = refused(kube, namespace, {**VALID, "externalPrincipals": [{"principal": principal, "access": "Consume"}]})
+    assert "externalPrincipals" in body
+
+
+def test_a_kafka_external_principal_without_its_type_gets_a_condition_and_no_acl(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    """The schema cannot tell a Kafka principal from a Pulsar role (the broker decides), so
+    `analytics` passes admission; on a Kafka broker it is refused with a condition, granted
+    nothing, and the pipeline's other principals get their access as usual."""
+    name = unique("untyped")
+    externals = [{"principal": "analytics", "access": "Consume"}, {"principal": "User:bi", "access": "Consume"}]
+    spec = {**VALID, "topic": {"partitions": 1, "deletionPolicy": "Delete"}, "externalPrincipals": externals}
+    kube.create_pipeline(namespace, name, spec)
+    condition = kube.wait_condition(namespace, name, "AccessReady", "False", reason="ExternalPrincipalInvalid")
+    assert "User:analytics" in condition["message"]
+    principals = {acl[0] for acl in acls_on_topic(admin(stack.exports), f"{namespace}.{name}")}
+    assert "User:bi" in principals
+    assert not [principal for principal in principals if "analytics" in principal]

@@ -19,7 +19,7 @@ from eventpipeline_devenv.runtime import Layout
 from tests.integration.charts.test_chart import CHART, Tools
 from tests.integration.conftest import OPEN_DAG, OperatorProcess
 from tests.integration.listener.conftest import Listener
-from tests.integration.support import Kube, eventually, kafka_send, unique
+from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 
@@ -98,12 +98,21 @@ def test_controller_and_listener_run_under_the_charts_service_accounts(
             what="the message's DAG run, triggered by the listener under its ServiceAccount",
         )
 
-        # The listener may list Secrets of its own namespace, and of no other.
-        listener_api = client.CoreV1Api(config.new_client_from_config(config_file=str(kubeconfigs["listener"])))
+        # The listener may read Secrets of its own namespace, and of no other: not a tenant's
+        # Secret, not even by name, nor the Airflow instance's credential or the instance itself
+        # (the controller handed it what it needs), while the message above became a run.
+        listener_client = config.new_client_from_config(config_file=str(kubeconfigs["listener"]))
+        listener_api, listener_custom = client.CoreV1Api(listener_client), client.CustomObjectsApi(listener_client)
         listener_api.list_namespaced_secret(listener_namespace)
+        airflow_secret = kube.custom.get_cluster_custom_object(GROUP, VERSION, "clusterairflowinstances", "local")[
+            "spec"
+        ]["credentialsSecretRef"]
         for forbidden in (
             lambda: listener_api.list_namespaced_secret(namespace),
             listener_api.list_secret_for_all_namespaces,
+            lambda: listener_api.read_namespaced_secret(naming.secret_name("least", "app"), namespace),
+            lambda: listener_api.read_namespaced_secret(airflow_secret["name"], airflow_secret["namespace"]),
+            lambda: listener_custom.get_cluster_custom_object(GROUP, VERSION, "clusterairflowinstances", "local"),
         ):
             with pytest.raises(ApiException) as refused:
                 forbidden()

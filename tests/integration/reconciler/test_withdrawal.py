@@ -3,12 +3,16 @@ loses a broker, and deletion that waits for an unreachable broker instead of giv
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError
+from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.planning import naming
 from tests.integration.conftest import OPEN_DAG
 from tests.integration.reconciler.test_kafka_pipeline import TIMEOUT, admin, topic_partitions
 from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
@@ -104,3 +108,46 @@ def test_deleting_a_pipeline_while_its_broker_is_unreachable_waits_and_then_fini
     assert not users & scram_users(stack)
     # The recorded topic was deleted, not one recomputed from the changed template.
     assert topic_partitions(admin(stack.exports), f"{namespace}.stuck") is None
+
+
+def test_a_broker_deleted_for_good_leaves_one_pending_condition_not_an_event_per_retry(
+    stack: Any, kube: Kube, operator: Any, namespace: str
+) -> None:
+    """Its credentials cannot be revoked any more: the pipeline says so in a condition, the
+    listener's hand-off and the Airflow connection are taken back at once, and the retries (every
+    resync, a few seconds here) add no Event until something changes."""
+    name = unique("gone")
+    body = kube.custom.get_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka")
+    broker = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ClusterBroker",
+        "metadata": {"name": name},
+        "spec": {**body["spec"], "allowedNamespaces": [namespace]},
+    }
+    kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", broker)
+    handoff = (naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(namespace, "orphan"))
+    try:
+        kube.create_pipeline(namespace, "orphan", spec(name))
+        kube.wait_condition(namespace, "orphan", "Ready", "True", timeout=120)
+        assert kube.secret(*handoff) is not None
+        kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbrokers", name)
+        condition = kube.wait_condition(
+            namespace, "orphan", "TopicReady", "False", reason="AccessWithdrawalPending", timeout=120
+        )
+        assert name in condition["message"]
+        assert kube.secret(*handoff) is None
+
+        def pending_events() -> int:
+            return sum(1 for _, reason, _ in kube.events(namespace, "orphan") if reason == "AccessWithdrawalPending")
+
+        before = pending_events()
+        time.sleep(20)  # five resyncs of the test operator
+        assert pending_events() == before
+        assert kube.condition(namespace, "orphan", "TopicReady")["reason"] == "AccessWithdrawalPending"
+    finally:
+        # The broker comes back so that the pipeline's deletion can remove what it still holds.
+        with contextlib.suppress(ApiException):
+            kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", broker)
+        kube.delete_pipeline(namespace, "orphan")
+        eventually(lambda: kube.get_pipeline(namespace, "orphan") is None, timeout=180, what="the deletion")
+        kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbrokers", name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-from eventpipeline.reconciler.references import PLURALS
+from eventpipeline.api.resources import REFERENCED_PLURALS
 from tests.unit.charts.support import REPO
 
 SOURCE = REPO / "operator" / "eventpipeline"
@@ -20,7 +20,7 @@ def _strings(node: ast.expr) -> list[str]:
     if isinstance(node, ast.JoinedStr) and len(node.values) == 2:
         tail = node.values[1]
         if isinstance(tail, ast.Constant) and isinstance(tail.value, str):
-            return [kind + tail.value for kind in PLURALS]  # f"{kind}NotFound"
+            return [kind + tail.value for kind in REFERENCED_PLURALS]  # f"{kind}NotFound"
     if isinstance(node, ast.IfExp):
         return _strings(node.body) + _strings(node.orelse)
     return []

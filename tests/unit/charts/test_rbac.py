@@ -361,10 +361,11 @@ def test_listener_cluster_role_grants_exactly_what_the_listener_calls() -> None:
     assert needed == given, _difference(needed, given)
 
 
-def test_the_listener_lists_and_watches_secrets_of_its_own_namespace_only() -> None:
-    """Cluster-wide it may only `get` a Secret by name (the Airflow instance's credential)."""
-    assert ("", "secrets", "list") not in granted("listener.yaml")
-    assert ("", "secrets", "watch") not in granted("listener.yaml")
+def test_the_listener_reads_secrets_of_its_own_namespace_only() -> None:
+    """Cluster-wide it may read no Secret at all, not even one by name: the controller hands it
+    the Airflow instance's credential in its own namespace."""
+    assert not {permission for permission in granted("listener.yaml") if permission[1] == "secrets"}
+    assert {("", "secrets", verb) for verb in ("get", "list", "watch")} == granted("listener-namespace.yaml")
     calls = {
         node.func.attr
         for module in closure("eventpipeline.listener").values()

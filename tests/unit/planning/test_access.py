@@ -5,6 +5,7 @@ from eventpipeline.planning.access import (
     desired_pulsar_grants,
     diff_owned,
     diff_pulsar_grants,
+    untyped_kafka_principals,
 )
 from eventpipeline.planning.principals import grantees
 
@@ -84,3 +85,8 @@ def test_only_the_listener_may_write_the_dead_letter_topic() -> None:
     }
     grants = desired_pulsar_grants(grantees(SPEC, "shop", "orders", USERNAMES), dead_letter_topic=True)
     assert grants == {"ep.shop.orders.listener-a": frozenset({"produce"})}
+
+
+def test_kafka_principals_without_a_type_are_refused() -> None:
+    given = ["User:analytics", "Group:ops", "User:CN=bi,OU=data", "analytics", "ünï", ":x", "User:", "1:x"]
+    assert untyped_kafka_principals(given) == sorted(["analytics", "ünï", ":x", "User:", "1:x"])

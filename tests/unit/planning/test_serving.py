@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from eventpipeline.planning import handoff
 from eventpipeline.planning import serving as planning
 from eventpipeline.planning.serving import Shard
 
@@ -65,13 +66,19 @@ READY_STATUS = {
          "generation": 1},
     ],
 }  # fmt: skip
+HANDED_OVER = {
+    "username": "u",
+    "password": "p",
+    **handoff.describe("shop.orders", "shop.orders.dlq", "Kafka", None),
+}
 
 
-def test_a_pipeline_gets_a_worker_once_the_operator_resolved_topic_and_credential() -> None:
-    assert isinstance(planning.wanted_pipeline(pipeline_body()), str)
-    wanted = planning.wanted_pipeline(pipeline_body(**READY_STATUS))
+def test_a_pipeline_gets_a_worker_once_the_operator_handed_over_topic_and_credential() -> None:
+    assert isinstance(planning.wanted_pipeline(pipeline_body(**READY_STATUS), None), str)
+    wanted = planning.wanted_pipeline(pipeline_body(), HANDED_OVER)
     assert isinstance(wanted, planning.Wanted)
     config = wanted.config
+    assert (config.topic, config.broker_type) == ("shop.orders", "Kafka")
     assert config.group == "ep.shop.orders.listener"
     assert config.dead_letter_topic == "shop.orders.dlq"
     # The listener's own copy in its own namespace, never a name taken from status.
@@ -79,13 +86,22 @@ def test_a_pipeline_gets_a_worker_once_the_operator_resolved_topic_and_credentia
     assert config.trigger.dag_id == "process"
 
 
+def test_the_topic_comes_from_the_hand_off_never_from_status() -> None:
+    forged = {**READY_STATUS, "topic": "payments.ledger", "brokerType": "Pulsar"}
+    wanted = planning.wanted_pipeline(pipeline_body(**forged), HANDED_OVER)
+    assert isinstance(wanted, planning.Wanted)
+    assert (wanted.config.topic, wanted.config.broker_type) == ("shop.orders", "Kafka")
+    odd = {**HANDED_OVER, "brokerType": "Rabbit"}
+    assert isinstance(planning.wanted_pipeline(pipeline_body(), odd), str)
+
+
 def test_suspended_deleted_and_trigger_less_pipelines_get_no_worker() -> None:
-    body = pipeline_body(**READY_STATUS)
+    body = pipeline_body()
     body["spec"]["suspend"] = True  # type: ignore[index]
-    assert planning.wanted_pipeline(body) == "suspended"
-    body = pipeline_body(**READY_STATUS)
+    assert planning.wanted_pipeline(body, HANDED_OVER) == "suspended"
+    body = pipeline_body()
     body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"  # type: ignore[index]
-    assert planning.wanted_pipeline(body) == "being deleted"
-    body = pipeline_body(**READY_STATUS)
+    assert planning.wanted_pipeline(body, HANDED_OVER) == "being deleted"
+    body = pipeline_body()
     del body["spec"]["airflow"]["trigger"]  # type: ignore[index]
-    assert planning.wanted_pipeline(body) == "no airflow.trigger"
+    assert planning.wanted_pipeline(body, HANDED_OVER) == "no airflow.trigger"

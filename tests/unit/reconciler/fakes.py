@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from eventpipeline.adapters.airflow import AirflowSettings
 from eventpipeline.adapters.claims import ClaimConflictError, StoredClaim
 from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.kube import FINGERPRINT_ANNOTATION, Owner, SecretView
@@ -252,11 +253,15 @@ class FakeDags:
         return None if dag_ids is None else [(dag_id, self.tags_by_dag.get(dag_id, [])) for dag_id in dag_ids]
 
 
+AIRFLOW_SETTINGS = AirflowSettings("http://airflow:8080", "admin", SecretStr("airflow-secret"))
+
+
 @dataclass(frozen=True)
 class FakeAirflowTarget:
     key: str
     connections: FakeConnections
     dags: FakeDags
+    settings: AirflowSettings = field(default_factory=lambda: AIRFLOW_SETTINGS)
 
 
 @dataclass
@@ -268,6 +273,7 @@ class FakeResolver:
     dags: FakeDags = field(default_factory=FakeDags)
     allowed: set[str] = field(default_factory=lambda: {"shop", "payments"})
     template: str = "{namespace}.{name}"
+    airflow_settings: AirflowSettings = field(default_factory=lambda: AIRFLOW_SETTINGS)
 
     @property
     def broker_key(self) -> str:
@@ -295,10 +301,10 @@ class FakeResolver:
     def airflow(self, ref: AirflowInstanceRef, namespace: str) -> FakeAirflowTarget:
         if namespace not in self.allowed:
             raise UnresolvedReferenceError("NamespaceNotAllowed", f"Airflow main does not allow {namespace}")
-        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags)
+        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags, self.airflow_settings)
 
     def broker_by_key(self, key: str) -> FakeBrokerTarget:
         return self._target()
 
     def airflow_by_key(self, key: str) -> FakeAirflowTarget:
-        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags)
+        return FakeAirflowTarget(self.airflow_key, self.connections, self.dags, self.airflow_settings)

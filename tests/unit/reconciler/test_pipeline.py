@@ -4,11 +4,13 @@ tampering and deletion — each in milliseconds, with the clock moved by the tes
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
+from eventpipeline.adapters.airflow import AirflowSettings
 from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.kube import SecretView
 from eventpipeline.api.pipeline import PrincipalStatus
-from eventpipeline.planning import naming
+from eventpipeline.planning import handoff, naming
 from tests.unit.reconciler.fakes import StoredSecret
 from tests.unit.reconciler.world import World, spec
 
@@ -447,8 +449,54 @@ LISTENER_COPY = ("eventpipeline-system", naming.listener_secret_name("shop", "or
 def test_the_listener_gets_its_credential_in_its_own_namespace() -> None:
     world = _ready_world()
     copy = world.cluster.data(*LISTENER_COPY)
-    assert copy == world.secret("shop", "orders", "listener")
+    assert handoff.with_description(copy, {}) == world.secret("shop", "orders", "listener")
     assert world.cluster.secrets[LISTENER_COPY].owner_uids == set()  # no owner across namespaces
+
+
+def test_the_listener_gets_topic_and_airflow_access_from_the_controller() -> None:
+    world = _ready_world()
+    copy = world.cluster.data(*LISTENER_COPY)
+    assert handoff.description_of(copy) == {
+        "topic": TOPIC,
+        "deadLetterTopic": TOPIC + ".dlq",
+        "brokerType": "Kafka",
+        "airflow.apiUrl": "http://airflow:8080",
+        "airflow.username": "admin",
+        "airflow.password": "airflow-secret",
+    }
+
+
+def test_a_changed_airflow_credential_is_handed_over_without_a_new_broker_credential() -> None:
+    world = _ready_world()
+    before = world.cluster.data(*LISTENER_COPY)
+    world.resolver.airflow_settings = AirflowSettings("https://airflow.new:8443", "trigger", SecretStr("rotated"))
+    world.reconcile("shop", "orders")
+    after = world.cluster.data(*LISTENER_COPY)
+    access = handoff.airflow_access(after)
+    assert access is not None
+    assert (access.api_url, access.username, access.password.get_secret_value()) == (
+        "https://airflow.new:8443",
+        "trigger",
+        "rotated",
+    )
+    assert handoff.with_description(after, {}) == handoff.with_description(before, {})
+    world.reconcile("shop", "orders")
+    assert world.cluster.data(*LISTENER_COPY) == after  # up to date: nothing rewritten
+
+
+def test_a_tampered_status_topic_never_reaches_the_listeners_copy() -> None:
+    world = _ready_world()
+    world.tamper_status("shop", "orders", topic="payments.ledger", broker_type="Pulsar")
+    world.reconcile("shop", "orders")
+    copy = world.cluster.data(*LISTENER_COPY)
+    assert (copy["topic"], copy["brokerType"]) == (TOPIC, "Kafka")
+
+
+def test_a_pipeline_without_a_trigger_hands_over_no_airflow_access() -> None:
+    world = World()
+    world.apply("shop", "orders", spec(airflow={"instanceRef": {"kind": "ClusterAirflowInstance", "name": "main"}}))
+    world.reconcile("shop", "orders")
+    assert handoff.airflow_access(world.cluster.data(*LISTENER_COPY)) is None
 
 
 def test_a_tenant_editing_its_listener_secret_never_reaches_the_listeners_copy() -> None:
@@ -488,3 +536,32 @@ def test_a_deletion_that_waits_says_what_is_left() -> None:
     ready = next(c for c in status.conditions if c.type == "Ready")
     assert (ready.status, ready.reason) == ("False", "CleanupPending")
     assert "Topic shop.orders" in ready.message and "broker unavailable" in ready.message
+
+
+def test_a_kafka_external_principal_without_its_type_is_refused_and_the_rest_converges() -> None:
+    world = World()
+    externals = [{"principal": "analytics", "access": "Consume"}, {"principal": "User:bi", "access": "Consume"}]
+    world.apply("shop", "orders", spec(externalPrincipals=externals))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "AccessReady") == ("False", "ExternalPrincipalInvalid")
+    assert world.condition("shop", "orders") == ("False", "ExternalPrincipalInvalid")
+    assert world.objects[("shop", "orders")].status.external_principals == ["User:bi"]
+    assert world.secret("shop", "orders", "app")["username"]  # the pipeline's own principals still get theirs
+
+
+def test_a_withdrawal_that_cannot_finish_is_a_condition_not_an_event_per_attempt() -> None:
+    world = _ready_world()
+    world.resolver.allowed.discard("shop")
+    world.broker.down = True  # the broker is gone for good: its credentials cannot be revoked
+    first = world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "TopicReady") == ("False", "AccessWithdrawalPending")
+    assert LISTENER_COPY not in world.cluster.secrets  # what can be taken back is taken back at once
+    assert world.connections.items == {}
+    assert "AccessWithdrawalPending" in {note.reason for note in first.notes}
+    for _ in range(3):
+        again = world.reconcile("shop", "orders")
+        assert again.notes == []  # nothing changed: no new Event
+    world.broker.down = False
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "TopicReady") == ("False", "NamespaceNotAllowed")
+    assert world.broker.credentials == {}
