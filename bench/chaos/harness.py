@@ -149,6 +149,7 @@ class Outcome:
     drain_seconds: float | None = None
     listener_errors: list[str] = field(default_factory=list)
     failure: str | None = None
+    load: list[float] = field(default_factory=list)  # the machine's 1-minute load average, every 3 s
 
     @property
     def exactly_once(self) -> bool:
@@ -346,6 +347,7 @@ class StatusWatch:
     def __init__(self, rig: Rig, pipelines: list[Pipeline]) -> None:
         self.rig, self.pipelines = rig, pipelines
         self.errors: dict[str, float] = {}
+        self.load: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -366,6 +368,7 @@ class StatusWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(3):
+            self.load.append(os.getloadavg()[0])
             for pipeline in self.pipelines:
                 body = self._read(pipeline)
                 error = (body.get("status", {}).get("listener") or {}).get("error")
@@ -424,6 +427,7 @@ def run(rig: Rig, plan: Plan, dag_id: str | None = None) -> Outcome:
             outcome.failure = str(error)
         time.sleep(5)  # anything doubled arrives now, or not at all
     outcome.listener_errors = [f"+{at - started_at:.0f} s {text}" for text, at in watch.errors.items()]
+    outcome.load = watch.load
     if errors:
         outcome.failure = (outcome.failure or "") + f" producer errors: {errors[:5]}"
     outcome.pipelines = [check(rig, dag_id, p, sent[p.key]) for p in (kafka, pulsar_pipeline)]
@@ -442,6 +446,10 @@ def report(outcome: Outcome) -> dict[str, Any]:
     data["messages"] = sum(p.messages for p in outcome.pipelines)
     data["runs"] = sum(p.runs for p in outcome.pipelines)
     data["production_after_last_fault_s"] = round(outcome.produced_until - outcome.last_fault_end, 1)
+    # Shared machine: other sessions' work loads it too, so every figure comes with the load.
+    load = outcome.load or [os.getloadavg()[0]]
+    data["load_average"] = {"min": min(load), "mean": round(sum(load) / len(load), 1), "max": max(load)}
+    del data["load"]
     return data
 
 
