@@ -19,8 +19,9 @@ $(BIN)/eventpipeline: pyproject.toml devtools/pyproject.toml requirements/dev.lo
 venv: $(BIN)/eventpipeline
 
 ## Main job: the local stack, the operator and an example pipeline whose messages become DAG runs.
+## `make demo DEMO_ARGS="--with prometheus"` adds the local Prometheus and prints its URL.
 demo: venv
-	$(BIN)/eventpipeline demo
+	$(BIN)/eventpipeline demo $(DEMO_ARGS)
 
 ## The whole suite: lint, types, unit tests, then integration tests against the real local stack.
 test: venv image-tools lint typecheck

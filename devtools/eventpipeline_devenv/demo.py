@@ -11,7 +11,7 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,12 +23,14 @@ from eventpipeline.adapters.kube import decode_secret_data
 from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
 from eventpipeline.api.common import GROUP, VERSION
 from eventpipeline.planning.secrets import CA_KEY
-from eventpipeline_devenv import stack
+from eventpipeline_devenv import chain, monitoring, stack
 from eventpipeline_devenv.airflow_api import AirflowApi, write_dag
+from eventpipeline_devenv.prometheus import TARGETS_EXPORT, URL_EXPORT
 from eventpipeline_devenv.runtime import (
     ComponentError,
     Layout,
     Reporter,
+    free_port,
     is_running,
     recorded_processes,
     start_process,
@@ -41,11 +43,18 @@ PIPELINES = {"kafka-pipeline.yaml": "orders", "pulsar-pipeline.yaml": "payments"
 
 
 def _ensure_process(layout: Layout, report: Reporter, name: str, args: list[str], env: Mapping[str, str]) -> None:
+    """Start `eventpipeline <args>` unless it runs; its metrics on a free port, announced to the
+    stack's Prometheus when one runs."""
     if any(record.name == name and is_running(record) for record in recorded_processes(layout)):
         report.step("demo", f"{name} already running")
         return
+    metrics_port = free_port()
+    args = [*args, "--metrics-port", str(metrics_port)]
     report.step("demo", f"starting {name}: eventpipeline {' '.join(args)}")
     start_process(layout, name, [sys.executable, "-m", "eventpipeline.cli", *args], env={**os.environ, **env})
+    if TARGETS_EXPORT in env:
+        component = "controller" if args[0] == "run" else "listener"
+        monitoring.announce(Path(env[TARGETS_EXPORT]), component, name, metrics_port)
 
 
 def _install_dag(examples: Path, exports: Mapping[str, str], report: Reporter) -> None:
@@ -147,8 +156,8 @@ def _runs(exports: Mapping[str, str]) -> list[dict[str, Any]]:
     return list(response.json()["dag_runs"])
 
 
-def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int) -> None:
-    info = stack.up(layout, report)
+def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int, with_: Sequence[str] = ()) -> None:
+    info = stack.up(layout, report, with_=with_)
     exports = info.exports
     _ensure_process(layout, report, "operator", ["run"], exports)
     _ensure_process(layout, report, "listener", ["listen"], exports)
@@ -191,6 +200,9 @@ def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int) ->
     )
     for run in sorted(new_runs(), key=lambda run: str(run["dag_run_id"])):
         report.step("demo", f"DAG run {run['dag_run_id']}: {run['state']}")
+    # The chain (issue 14): orders → enrich_order → results on Pulsar, published with the Airflow
+    # producer's connection → record_result.
+    chain.run_chain(layout, report, examples, exports, api, namespace=DEMO_NAMESPACE, tag=time.strftime("%H%M%S"))
     report.step("demo", f"{expected} message(s) became {len(new_runs())} DAG run(s). The stack keeps running:")
     print(
         f'  eval "$(.venv/bin/eventpipeline dev env)"; $KUBECTL get eventpipelines -n {DEMO_NAMESPACE}\n'
@@ -198,3 +210,9 @@ def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int) ->
         "  stop everything with: make down",
         file=sys.stderr,
     )
+    if URL_EXPORT in exports:
+        print(
+            f"  Prometheus: {exports[URL_EXPORT]} (scrapes the controller and the listener; the chart's alerts)\n"
+            f"  key figures: .venv/bin/eventpipeline top --prometheus {exports[URL_EXPORT]}",
+            file=sys.stderr,
+        )

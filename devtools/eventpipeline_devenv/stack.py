@@ -37,7 +37,10 @@ COMPONENTS: dict[str, str] = {
     "schema-registry": "eventpipeline_devenv.schema_registry:SchemaRegistryComponent",
     "pulsar": "eventpipeline_devenv.pulsar:PulsarComponent",
     "airflow": "eventpipeline_devenv.airflow:AirflowComponent",
+    "prometheus": "eventpipeline_devenv.prometheus:PrometheusComponent",
 }
+# Started only when asked for (`dev up --with prometheus`), and then added to a running stack.
+OPTIONAL = frozenset({"prometheus"})
 COMPONENTS_VARIABLE = "EVENTPIPELINE_DEV_COMPONENTS"
 
 
@@ -52,13 +55,15 @@ class StackInfo:
         return [f"export {name}={shlex.quote(value)}" for name, value in sorted(self.exports.items())]
 
 
-def selected_components(only: Sequence[str] | None = None) -> list[str]:
-    """The components to run: `--only`, else $EVENTPIPELINE_DEV_COMPONENTS, else all."""
+def selected_components(only: Sequence[str] | None = None, with_: Sequence[str] = ()) -> list[str]:
+    """The components to run: `--only`, else $EVENTPIPELINE_DEV_COMPONENTS, else all but the
+    optional ones; plus those of `--with`."""
     names = list(only or [])
     if not names and os.environ.get(COMPONENTS_VARIABLE):
         names = [name.strip() for name in os.environ[COMPONENTS_VARIABLE].split(",") if name.strip()]
     if not names:
-        return list(COMPONENTS)
+        names = [name for name in COMPONENTS if name not in OPTIONAL]
+    names += with_
     unknown = sorted(set(names) - set(COMPONENTS))
     if unknown:
         raise ValueError(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}")
@@ -111,13 +116,16 @@ def install(layout: Layout, report: Reporter, names: Sequence[str]) -> None:
             raise error
 
 
-def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None) -> StackInfo:
-    """Bring the stack up, or return the running one when it already covers what is asked."""
-    names = selected_components(only)
+def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None, with_: Sequence[str] = ()) -> StackInfo:
+    """Bring the stack up, or return the running one when it already covers what is asked; optional
+    components missing from a running stack are added to it without restarting the others."""
+    names = selected_components(only, with_)
     current = running_stack(layout)
     if current is not None and set(names) <= set(current.components):
         report.step("stack", f"already running ({', '.join(current.components)})")
         return current
+    if current is not None and set(names) - set(current.components) <= OPTIONAL:
+        return _add(layout, report, current, [name for name in names if name not in current.components])
     down(layout, report)
     _reset_state(layout)
     report.step("stack", f"installing {', '.join(names)} (cached under {layout.cache_dir})")
@@ -137,6 +145,19 @@ def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None) -> S
         report.step("stack", "start failed; stopping what was started")
         down(layout, report)
         raise
+    return info
+
+
+def _add(layout: Layout, report: Reporter, info: StackInfo, names: Sequence[str]) -> StackInfo:
+    report.step("stack", f"adding {', '.join(names)} to the running stack")
+    install(layout, report, names)
+    for name in names:
+        component = load_component(name)
+        report.step(name, f"starting {name} {component.version}")
+        info.exports.update(component.start(layout, report))
+        info.components.append(name)
+        _write_stack(layout, info)
+        report.step(name, "healthy")
     return info
 
 
