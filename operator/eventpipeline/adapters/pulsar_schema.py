@@ -36,6 +36,9 @@ STRATEGIES = {
     "NONE": "ALWAYS_COMPATIBLE",
 }
 _LEVELS = {strategy: level for level, strategy in STRATEGIES.items()}
+# Topic policies are written through the namespace's system topic, which the broker creates on
+# first use: seconds on a quiet broker, more than the admin client's usual timeout on a busy one.
+POLICY_TIMEOUT_SECONDS = 60.0
 # How the broker words an incompatible schema (in a 500 of the check, a 409 of the upload).
 _EXPLANATION = re.compile(r"(Error during schema compatibility check[^<\"]*|Incompatible schema[^<\"]*)", re.DOTALL)
 
@@ -115,7 +118,13 @@ class PulsarSchemas:
     def set_compatibility(self, subject: str, level: str) -> None:
         topic = PulsarTopic.parse(subject)
         action = f"setting schema compatibility {level} on {subject}"
-        answer = self._call("PUT", f"{topic.path}/schemaCompatibilityStrategy", action, json=STRATEGIES[level])
+        answer = self._call(
+            "PUT",
+            f"{topic.path}/schemaCompatibilityStrategy",
+            action,
+            json=STRATEGIES[level],
+            timeout=POLICY_TIMEOUT_SECONDS,
+        )
         if answer.status_code >= 400:
             bounded.log_refusal("Pulsar", action, answer)
             raise InvalidRequestError(f"Pulsar: {action} failed ({answer.status_code})")
@@ -133,7 +142,7 @@ class PulsarSchemas:
             wanted = path.endswith("schemaValidationEnforced")
             if current.status_code == 200 and current.content and self._json(current, action) is wanted:
                 continue
-            answer = self._call("POST", path, action, json=wanted)
+            answer = self._call("POST", path, action, json=wanted, timeout=POLICY_TIMEOUT_SECONDS)
             if answer.status_code >= 400:
                 bounded.log_refusal("Pulsar", action, answer)
                 raise UnavailableError(f"Pulsar: {action} failed ({answer.status_code})")

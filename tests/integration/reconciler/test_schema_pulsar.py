@@ -19,7 +19,8 @@ from tests.integration.conftest import OPEN_DAG
 from tests.integration.support import Kube, eventually, pulsar_send
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
-TIMEOUT = 120
+# Generous: the stack shares two cores with other work (a broker call can take many seconds).
+TIMEOUT = 240
 
 V1 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "int"}]}
 V2 = {
