@@ -10,7 +10,7 @@ from eventpipeline.adapters.errors import SchemaIncompatibleError
 from eventpipeline.planning import naming
 from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
 from eventpipeline.reconciler.pipeline import PipelineReconciler
-from tests.unit.reconciler.fakes import FakeBroker, FakeBrokerTarget, FakeDags, FakeResolver
+from tests.unit.reconciler.fakes import FakeBroker, FakeBrokerTarget, FakeCluster, FakeDags, FakeResolver
 from tests.unit.reconciler.world import World, spec
 
 SUBJECT = "shop.orders-value"
@@ -88,8 +88,18 @@ class SchemaResolver(FakeResolver):
         return SchemaBrokerTarget(plain.key, plain.spec, plain.backend, self.registry)
 
 
+class ConfigMapCluster(FakeCluster):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config_maps: dict[tuple[str, str], dict[str, str]] = {}
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.config_maps.get((namespace, name))
+
+
 def _world(registry: FakeRegistry | None = None) -> tuple[World, FakeRegistry]:
     world = World()
+    world.cluster = ConfigMapCluster()
     resolver = SchemaResolver(broker_backend=FakeBroker(), dags=VersionedDags(), registry=registry or FakeRegistry())
     world.resolver, world.broker, world.connections = resolver, resolver.broker_backend, resolver.connections
     world.reconciler = PipelineReconciler(world.cluster, world.claims, resolver, clock=lambda: world.now)
@@ -207,3 +217,17 @@ def test_deletion_removes_the_subject_with_deletion_policy_delete() -> None:
     assert SUBJECT not in registry.subjects
     assert any(note.reason == "SchemaDeleted" for note in notes)
     assert world.claims.specs("Schema") == []
+
+
+def test_a_definition_from_a_config_map_is_registered_once_the_config_map_exists() -> None:
+    world, registry = _world()
+    body = spec(schema={"type": "AVRO", "configMapRef": {"name": "order-schema", "key": "order.avsc"}})
+    world.apply("shop", "orders", body)
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("False", "SchemaDefinitionMissing")
+    assert SUBJECT not in registry.subjects
+    cluster = world.cluster
+    assert isinstance(cluster, ConfigMapCluster)
+    cluster.config_maps[("shop", "order-schema")] = {"order.avsc": V1}
+    world.reconcile("shop", "orders")
+    assert registry.subjects[SUBJECT] == {1: (1, V1)}
