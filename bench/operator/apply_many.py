@@ -30,11 +30,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv import stack
+from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.runtime import Layout, Reporter, free_port
 
 HERE = Path(__file__).resolve().parent
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# The DAG the pipelines trigger; its tag lets pipelines of every namespace trigger it (DAG authorization).
+BENCH_DAG = "bench"
+BENCH_DAG_TAGS = ("eventpipeline-bench", "eventpipeline:*")
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -65,7 +69,7 @@ def pipeline_spec() -> dict[str, Any]:
         "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
         "topic": {"partitions": 1, "deletionPolicy": "Delete"},
         "producers": [{"name": "app"}],
-        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": "bench"}},
+        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": BENCH_DAG}},
     }
 
 
@@ -122,6 +126,21 @@ def rotation_wave(
     return {"rotated": rotated, "seconds": round(elapsed, 1), "peak_kafka_admin_calls_per_second": round(peak, 1)}
 
 
+def ensure_bench_dag(exports: dict[str, str], report: Reporter) -> None:
+    """The bench DAG in Airflow, paused, once Airflow lists it with its tags (else no pipeline is Ready)."""
+    airflow = AirflowApi(exports)
+    write_dag(exports["AIRFLOW_DAGS_FOLDER"], BENCH_DAG, noop_dag(BENCH_DAG, BENCH_DAG_TAGS))
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        response = airflow.request("GET", f"/api/v2/dags/{BENCH_DAG}")
+        if response.status_code == 200 and {t["name"] for t in response.json()["tags"]} == set(BENCH_DAG_TAGS):
+            airflow.request("PATCH", f"/api/v2/dags/{BENCH_DAG}", json={"is_paused": True}).raise_for_status()
+            return
+        report.step("bench", f"waiting for Airflow to list DAG {BENCH_DAG}")
+        time.sleep(5)
+    raise SystemExit(f"Airflow did not list DAG {BENCH_DAG} within 10 minutes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pipelines", type=int, default=1000)
@@ -138,6 +157,7 @@ def main() -> None:
     report = Reporter()
     info = stack.up(layout, report, only=["kube", "kafka", "airflow"])
     exports = info.exports
+    ensure_bench_dag(dict(exports), report)
     api = config.new_client_from_config(config_file=exports["KUBECONFIG"])
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     namespace = f"bench-{int(time.time())}"
