@@ -8,19 +8,23 @@ unacknowledged, and the broker delivers it again to the next consumer (a 409 the
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+import httpx
 import pulsar
 
 from eventpipeline.adapters.tls import TrustFile, pulsar_tls_options
 from eventpipeline.listener.source import SourceBase, SourceError
-from eventpipeline.planning import naming
+from eventpipeline.planning import handoff, naming
 from eventpipeline.planning.delivery import Message, pulsar_position
 from eventpipeline.planning.secrets import CA_KEY
 
 OPERATION_TIMEOUT_SECONDS = 10
+STATS_TIMEOUT_SECONDS = 5.0
 CREDENTIAL_ERRORS = (pulsar.AuthenticationError, pulsar.AuthorizationError)
 LOG = logging.getLogger("eventpipeline.listener.pulsar")
 CLIENT_LOG = logging.getLogger("pulsar")
@@ -57,6 +61,7 @@ class PulsarSource(SourceBase[Any]):
         self._subscription = subscription
         self._service_url = secret["serviceUrl"]
         self._token = secret["token"]
+        self._admin_url = secret.get(handoff.PULSAR_ADMIN_URL_KEY)
         self._ca_pem = secret.get(CA_KEY)
         self._trust: TrustFile | None = None
         self._dead_letter_topic = dead_letter_topic
@@ -147,7 +152,33 @@ class PulsarSource(SourceBase[Any]):
         return len(self._unacked)
 
     def lag(self) -> int | None:
-        return None  # the backlog is an admin statistic; the listener's role may not read it
+        """The subscription's backlog, from the topic's stats in the admin REST API.
+
+        Pulsar lets a role that may consume a topic read its stats (TopicOperation.GET_STATS is
+        allowed to whoever may look the topic up), so this needs no grant beyond `consume`.
+        """
+        if self._admin_url is None or self._consumer is None:
+            return None
+        tenant, namespace, name = self._topic.removeprefix("persistent://").split("/", 2)
+        path = f"/admin/v2/persistent/{quote(tenant)}/{quote(namespace)}/{quote(name)}/partitioned-stats"
+        try:
+            response = httpx.get(
+                self._admin_url.rstrip("/") + path,
+                headers={"Authorization": f"Bearer {self._token}"},
+                timeout=STATS_TIMEOUT_SECONDS,
+                verify=self._verify(),
+            )
+            response.raise_for_status()
+            subscription = response.json().get("subscriptions", {}).get(self._subscription)
+        except (httpx.HTTPError, ValueError) as error:
+            LOG.debug("reading the backlog of %s: %s", self._topic, error)
+            return None
+        return None if subscription is None else int(subscription.get("msgBacklog", 0))
+
+    def _verify(self) -> ssl.SSLContext | bool:
+        if self._ca_pem and self._admin_url is not None and self._admin_url.startswith("https://"):
+            return ssl.create_default_context(cadata=self._ca_pem)
+        return True
 
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
         client, topic = self._client, self._dead_letter_topic

@@ -111,7 +111,14 @@ class PipelineReconciler:
         connections = ProducerConnectionsStep(
             run, claims, self._resolver, broker, allow_namespaced=self._allow_namespaced
         )
-        description = handoff.describe(topic.name, topic.dead_letter, broker.spec.type, self._airflow_access(run))
+        pulsar = broker.spec.pulsar
+        description = handoff.describe(
+            topic.name,
+            topic.dead_letter,
+            broker.spec.type,
+            self._airflow_access(run),
+            pulsar_admin_url=pulsar.admin_url if pulsar is not None else None,
+        )
         credentials = CredentialsStep(
             run,
             claims,
