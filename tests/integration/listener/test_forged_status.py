@@ -53,7 +53,7 @@ def test_a_forged_status_topic_never_moves_the_listener(harness: Harness) -> Non
             kafka_produce(victim_producer, victim_topic, values("victim", 5))
             kafka_produce(own_producer, own_topic, values("own", 5))
             thief_prefix = run_prefix(namespace, "thief")
-            wait_runs(airflow, dag_id, thief_prefix, 5)
+            wait_runs(airflow, dag_id, thief_prefix, 5, timeout=300)  # a listener's start is slow on a loaded machine
             settle(5)  # time for any run from the victim's messages to appear
         finally:
             stop.set()
