@@ -134,8 +134,11 @@ def test_kafka_schema_is_registered_evolved_refused_and_repaired(
     eventually(lambda: len(versions(registry, subject)) == 1, timeout=TIMEOUT, what="the subject registered again")
     assert latest_fields(registry, subject) == ["id", "note"]
     kube.wait_condition(namespace, "orders", "SchemaReady", "True", timeout=TIMEOUT)
-    repaired = [event for event in kube.events(namespace, "orders") if event[1] == "SchemaDriftRepaired"]
-    assert repaired, kube.events(namespace, "orders")
+    eventually(
+        lambda: any(event[1] == "SchemaDriftRepaired" for event in kube.events(namespace, "orders")),
+        timeout=TIMEOUT,
+        what="a SchemaDriftRepaired Event",
+    )
     held = versions(registry, subject)
 
     # An incompatible change is refused: the registry keeps what it had, Ready says why, an Event too.
@@ -145,8 +148,11 @@ def test_kafka_schema_is_registered_evolved_refused_and_repaired(
     assert "Incompatible" in condition["message"], condition
     assert versions(registry, subject) == held
     assert latest_fields(registry, subject) == ["id", "note"]
-    refused = [event for event in kube.events(namespace, "orders") if event[1] == "SchemaIncompatible"]
-    assert refused and refused[0][0] == "Warning", kube.events(namespace, "orders")
+    eventually(
+        lambda: ("Warning", "SchemaIncompatible") in {event[:2] for event in kube.events(namespace, "orders")},
+        timeout=TIMEOUT,
+        what="a SchemaIncompatible Warning Event",
+    )
 
     # Deleting the pipeline (deletionPolicy Delete) removes the subject.
     kube.delete_pipeline(namespace, "orders")

@@ -137,6 +137,25 @@ def test_pulsar_schema_is_registered_enforced_evolved_refused_and_repaired(
         what="both versions in the hand-off",
     )
 
+    # Drift: a schema uploaded by hand makes the operator clear the topic's schema history (Pulsar
+    # deletes no single version) and register the pipeline's schema again.
+    by_hand = {**V2, "fields": [*V2["fields"], {"name": "extra", "type": "int", "default": 0}]}
+    schema_path = f"/admin/v2/schemas/eventpipeline/{namespace}/{namespace}.orders"
+    uploaded = pulsar_admin.post(
+        f"{schema_path}/schema", json={"type": "AVRO", "schema": text(by_hand), "properties": {}}
+    )
+    assert uploaded.is_success, uploaded.text
+    eventually(
+        lambda: [schema for _, schema in registered(pulsar_admin, namespace, "orders")] == [V2],
+        timeout=TIMEOUT,
+        what="the hand-made version gone and the pipeline's schema registered again",
+    )
+    eventually(  # the Event follows the repair once the reconciliation finished
+        lambda: any(event[1] == "SchemaDriftRepaired" for event in kube.events(namespace, "orders")),
+        timeout=TIMEOUT,
+        what="a SchemaDriftRepaired Event",
+    )
+
     # Drift: the topic's schema deleted by hand is registered again.
     assert pulsar_admin.delete(f"/admin/v2/schemas/eventpipeline/{namespace}/{namespace}.orders/schema").is_success
     eventually(
@@ -152,8 +171,11 @@ def test_pulsar_schema_is_registered_enforced_evolved_refused_and_repaired(
     condition = kube.wait_condition(namespace, "orders", "Ready", "False", reason="SchemaIncompatible", timeout=TIMEOUT)
     assert "not BACKWARD-compatible" in condition["message"], condition
     assert registered(pulsar_admin, namespace, "orders") == held
-    refused = [event for event in kube.events(namespace, "orders") if event[1] == "SchemaIncompatible"]
-    assert refused and refused[0][0] == "Warning", kube.events(namespace, "orders")
+    eventually(
+        lambda: ("Warning", "SchemaIncompatible") in {event[:2] for event in kube.events(namespace, "orders")},
+        timeout=TIMEOUT,
+        what="a SchemaIncompatible Warning Event",
+    )
     assert produce_with_schema(secret, topic, V3, {"id": "x"}) is not None
 
     kube.delete_pipeline(namespace, "orders")
