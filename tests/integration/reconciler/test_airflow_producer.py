@@ -91,7 +91,7 @@ def send(broker: str, secret: dict[str, str], topic: str) -> object:
 def test_a_dag_publishes_as_the_airflow_producer_across_a_rotation_and_nowhere_else(
     stack: Any, kube: Kube, operator: OperatorProcess, namespace: str, broker: str
 ) -> None:
-    airflow = AirflowApi(stack.exports)
+    airflow = AirflowApi(stack.exports, timeout=180)  # a loaded machine answers slowly
     kube.create_pipeline(namespace, "out", spec(broker))
     kube.create_pipeline(namespace, "other", {**spec(broker), "producers": [{"name": "app"}], "consumers": []})
     kube.wait_condition(namespace, "out", "Ready", "True", timeout=180)
@@ -157,7 +157,7 @@ def own_airflow(kube: Kube, namespace: str) -> Iterator[str]:
 def test_withdrawal_deletes_the_connection_and_revokes_an_airflow_only_producer(
     stack: Any, kube: Kube, operator: OperatorProcess, namespace: str, own_airflow: str
 ) -> None:
-    airflow = AirflowApi(stack.exports)
+    airflow = AirflowApi(stack.exports, timeout=180)  # a loaded machine answers slowly
     kube.create_pipeline(namespace, "out", spec("local-kafka", secret=False, instance=own_airflow))
     kube.wait_condition(namespace, "out", "Ready", "True", timeout=180)
     connection_id = f"{namespace}.out__{PRODUCER}"
