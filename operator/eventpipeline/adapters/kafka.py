@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Hashable, Iterable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,10 +185,18 @@ class KafkaAdminCalls:
         names = sorted(partitions)
         for start in range(0, len(names), CONFIG_BATCH):
             resources = [ConfigResource(ResourceType.TOPIC, name) for name in names[start : start + CONFIG_BATCH]]
-            for resource, future in self._client.describe_configs(resources).items():
+            futures = self._client.describe_configs(resources)
+            # One deadline for the whole batch, not one per topic (a slow answer would hold the
+            # listing, and every drift check waiting for it, for a timeout per topic).
+            done, _ = wait(list(futures.values()), timeout=self._timeout)
+            if not done:
+                raise UnavailableError(f"Kafka: reading topic configs timed out after {self._timeout:.0f}s")
+            for resource, future in futures.items():
                 try:
-                    entries = self._wait(future, f"reading config of {resource.name}")
-                except AdapterError:
+                    entries = future.result(timeout=0) if future in done else None
+                except KafkaException:
+                    entries = None
+                if entries is None:
                     unknown.add(("topic", resource.name))  # read fresh when a pipeline asks
                     continue
                 config = {
