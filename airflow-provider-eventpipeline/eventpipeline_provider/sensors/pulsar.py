@@ -13,10 +13,15 @@ from eventpipeline_provider.triggers.pulsar import PulsarMessageTrigger
 
 def acknowledge(pulsar_conn_id: str, topic: str, subscription: str, ack_id: str) -> None:
     """Acknowledge one message (its serialized id, hex) on a subscription, from a task."""
+    message_id = pulsar.MessageId.deserialize(bytes.fromhex(ack_id))
+    # A deserialized id names no topic, which a consumer of a partitioned topic (several partitions
+    # behind one consumer) refuses: acknowledge on the message's own partition.
+    partition = message_id.partition()
+    target = f"{topic}-partition-{partition}" if partition >= 0 else topic
     hook = PulsarHook(pulsar_conn_id)
     try:
-        consumer = hook.subscribe(topic, subscription, consumer_type=pulsar.ConsumerType.Shared)
-        consumer.acknowledge(pulsar.MessageId.deserialize(bytes.fromhex(ack_id)))
+        consumer = hook.subscribe(target, subscription, consumer_type=pulsar.ConsumerType.Shared)
+        consumer.acknowledge(message_id)
         consumer.close()
     finally:
         hook.close()

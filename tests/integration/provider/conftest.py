@@ -6,7 +6,6 @@ by `dev up` — and lets Airflow's own scheduler, workers and triggerer run it.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,24 +29,6 @@ FINISHED = ("success", "failed")
 @pytest.fixture(scope="session")
 def airflow(stack: devstack.StackInfo) -> AirflowApi:
     return AirflowApi(stack.exports)
-
-
-def put_connection(airflow: AirflowApi, body: Mapping[str, Any]) -> None:
-    """Create or replace an Airflow connection (as the operator keeps it)."""
-    response = airflow.request("POST", "/api/v2/connections", json=dict(body))
-    if response.status_code == 409:
-        connection_id = body["connection_id"]
-        response = airflow.request("PATCH", f"/api/v2/connections/{connection_id}", json=dict(body))
-    assert response.status_code in (200, 201), response.text
-
-
-def producer_connection(connection_id: str, secret: Mapping[str, str]) -> dict[str, Any]:
-    """A producer's connection, in the shape planning/secrets.py gives Airflow connections."""
-    if "token" in secret:
-        extra = {"serviceUrl": secret["serviceUrl"], **({"ca.crt": secret["ca.crt"]} if "ca.crt" in secret else {})}
-        return {"connection_id": connection_id, "conn_type": "generic", "host": secret["serviceUrl"],
-                "login": secret["role"], "password": secret["token"], "extra": json.dumps(extra)}  # fmt: skip
-    return {"connection_id": connection_id, "conn_type": "kafka", "extra": json.dumps(kafka_settings(secret))}
 
 
 def install_dag(airflow: AirflowApi, dag_id: str, source: str) -> None:
@@ -89,11 +70,12 @@ def task_log(airflow: AirflowApi, dag_id: str, run_id: str, task_id: str, try_nu
 def read_kafka(
     kube: Kube, namespace: str, pipeline: str, topic: str, *, count: int, consumer: str = "reader"
 ) -> list[Any]:
-    """`count` messages of the topic, read with a consumer principal's Secret (the test's own eyes)."""
+    """`count` messages of the topic from its start, read with a consumer principal's Secret (the test's
+    own eyes); nothing is committed, so each read starts from the beginning again."""
     secret = kube.secret(namespace, f"{pipeline}.{consumer}.credentials")
     assert secret is not None
     settings = {**kafka_settings(secret), "group.id": naming.consumer_group(namespace, pipeline, consumer),
-                "auto.offset.reset": "earliest"}  # fmt: skip
+                "auto.offset.reset": "earliest", "enable.auto.commit": False}  # fmt: skip
     reader = Consumer(settings)
     reader.subscribe([topic])
     found: list[Any] = []

@@ -1,8 +1,8 @@
-"""PublishToTopicOperator on the real stack: a DAG publishes with a producer credential the operator made.
+"""PublishToTopicOperator on the real stack: a DAG publishes with the Airflow-producer credential
+the operator keeps in an Airflow connection (`producers[].airflowConnection`, no Secret).
 
-The Airflow connection is built from the producer's Secret exactly as the operator builds its
-connections (planning/secrets.py); the broker must acknowledge, and a reader with its own
-consumer credential must find the message with its key and headers.
+The broker must acknowledge, and a reader with its own consumer credential must find the message
+with its key and headers.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
 from tests.integration.provider.conftest import (
     install_dag,
-    producer_connection,
-    put_connection,
     read_kafka,
     read_pulsar,
     start_run,
@@ -41,11 +39,14 @@ with DAG(dag_id="{dag_id}", schedule=None, catchup=False, render_template_as_nat
 """
 
 
+LOCAL_AIRFLOW = {"kind": "ClusterAirflowInstance", "name": "local"}
+
+
 def _pipeline(broker: str) -> dict[str, object]:
     return {
         "brokerRef": {"kind": "ClusterBroker", "name": broker},
         "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "dags"}],
+        "producers": [{"name": "dags", "secret": False, "airflowConnection": {"instanceRef": LOCAL_AIRFLOW}}],
         "consumers": [{"name": "reader"}],
     }
 
@@ -57,10 +58,8 @@ def _publish(kube: Kube, airflow: AirflowApi, namespace: str, broker: str) -> tu
     body = kube.get_pipeline(namespace, "results")
     assert body is not None
     topic = str(body["status"]["topic"])
-    secret = kube.secret(namespace, "results.dags.credentials")
-    assert secret is not None
-    connection = f"{namespace}.results__dags"
-    put_connection(airflow, producer_connection(connection, secret))
+    assert kube.secret(namespace, "results.dags.credentials") is None  # the credential lives in Airflow only
+    connection = f"{namespace}.results__dags"  # the operator's default id: <namespace>.<pipeline>__<producer>
     dag_id = f"publish_{namespace.replace('-', '_')}"
     install_dag(airflow, dag_id, PUBLISH_DAG.format(dag_id=dag_id, connection=connection, topic=topic))
     conf: dict[str, object] = {"result": {"order": 7, "nonce": uuid.uuid4().hex}, "key": "order-7"}
