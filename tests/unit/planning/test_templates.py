@@ -1,5 +1,5 @@
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -88,7 +88,7 @@ def test_pulsar_namespace_template_needs_the_namespace() -> None:
         )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(VALID_TEMPLATES, two_namespaces(), NAMES, NAMES)
 def test_valid_templates_never_give_two_namespaces_the_same_topic(
     template: str, namespaces: tuple[str, str], first_name: str, second_name: str
@@ -99,7 +99,7 @@ def test_valid_templates_never_give_two_namespaces_the_same_topic(
     assert not render_topic(template, second, second_name).startswith(namespace_prefix(template, first))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(VALID_TEMPLATES, NAMESPACES, NAMES, NAMES)
 def test_valid_templates_give_different_names_different_topics(
     template: str, namespace: str, first_name: str, second_name: str
@@ -108,7 +108,7 @@ def test_valid_templates_give_different_names_different_topics(
     assert render_topic(template, namespace, first_name) != render_topic(template, namespace, second_name)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(VALID_TEMPLATES, ANY_TEMPLATES), two_namespaces(), NAMES)
 def test_a_template_the_validator_accepts_never_matches_another_namespaces_topic(
     template: str, namespaces: tuple[str, str], name: str
@@ -120,7 +120,7 @@ def test_a_template_the_validator_accepts_never_matches_another_namespaces_topic
     assert not naming.matches_template(template, owner, topic)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
 @given(ANY_TEMPLATES)
 def test_the_validator_and_the_admission_rule_agree(template: str) -> None:
     accepted = topic_template_problem(template) is None
