@@ -108,7 +108,10 @@ class Snapshot(Generic[S]):
                 self._touched = {key: at for key, at in self._touched.items() if at >= margin}
                 for key in listing.unknown:
                     self._touched[key] = started
-                self._state, self._taken = listing.state, started
+                # Its age counts from when it arrived: a listing slower than the period (a big
+                # broker, a loaded machine) still serves the checks after it, instead of each
+                # check waiting for a listing of its own.
+                self._state, self._taken = listing.state, self._clock()
                 return self._answer(listing.state, wanted, read)
 
     def _answer(self, state: S, keys: list[Hashable], read: Callable[[S], T]) -> Cached[T] | None:
