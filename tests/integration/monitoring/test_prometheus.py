@@ -105,6 +105,12 @@ def observed(stack: devstack.StackInfo, kube: Kube, operator: Any, open_dag: str
                 return len(samples) == len(PIPELINES) and all(float(s["value"][1]) >= MESSAGES for s in samples)
 
             eventually(all_runs_counted, timeout=180, interval=2, what="Prometheus to see every message's run")
+
+            def lag_reported() -> bool:
+                samples = query(url, f'eventpipeline_listener_consumer_lag{{pipeline=~"{namespace}/.*"}}')
+                return len(samples) == len(PIPELINES)
+
+            eventually(lag_reported, timeout=120, interval=2, what="the listener to report both pipelines' lag")
             yield result
         finally:
             listener.stop()
