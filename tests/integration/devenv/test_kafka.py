@@ -26,9 +26,6 @@ from confluent_kafka.admin import (
 )
 
 from eventpipeline_devenv.kafka import KafkaComponent
-from eventpipeline_devenv.runtime import Layout, restart_process
-from tests.integration.conftest import OPEN_DAG
-from tests.integration.support import Kube, eventually, kafka_send
 
 pytestmark = pytest.mark.integration
 
@@ -186,41 +183,3 @@ def test_wrong_password_fails_authentication(admin: AdminClient, exports: Mappin
 
     assert errors, "no error reported within 15 s for a wrong password"
     assert errors[0].code() == KafkaError._AUTHENTICATION, f"expected an authentication error, got {errors[0]}"
-
-
-RESTART_TIMEOUT = 240.0  # about 60-90 s on a loaded 2-core machine
-
-
-@pytest.mark.usefixtures("operator", "open_dag")
-def test_a_restarted_broker_keeps_every_user_and_acl(
-    admin: AdminClient, exports: Mapping[str, str], kube: Kube, namespace: str
-) -> None:
-    """A real restart (SIGTERM, then the same command, data dir and ports), as the chaos harness
-    does: the users the operator made and the admin's still log in, and the ACLs still hold."""
-    kube.create_pipeline(
-        namespace,
-        "kept",
-        {
-            "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
-            "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-            "producers": [{"name": "app"}],
-            "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}},
-        },
-    )
-    kube.wait_condition(namespace, "kept", "Ready", "True", timeout=120)
-    producer = kube.secret(namespace, "kept.app.credentials")
-    assert producer is not None and kafka_send(producer, f"{namespace}.kept") is None
-    other = create_topic(admin)
-    user, password = create_user(admin)
-    allow(admin, user, ResourceType.TOPIC, other, AclOperation.WRITE, AclOperation.DESCRIBE)
-    wait_until_authenticated(client_config(exports, user, password), other)
-
-    restart_process(Layout.from_environment(), "kafka")
-    eventually(
-        lambda: KafkaComponent().healthy(exports), timeout=RESTART_TIMEOUT, interval=1, what="Kafka to answer the admin"
-    )
-
-    assert kafka_send(producer, f"{namespace}.kept") is None, "the operator's user lost its login or its ACL"
-    refused = kafka_send(producer, other)
-    assert refused is not None and refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused
-    assert produce_one(client_config(exports, user, password), other, b"after the restart") is None
