@@ -7,6 +7,7 @@ Kafka and a Pulsar pipeline, and fires a real alert when Airflow's API stops ans
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -160,20 +161,29 @@ def test_every_dashboard_query_returns_data_for_kafka_and_pulsar(observed: Obser
     ).json()["data"]
     ours = {f"{observed.namespace}/{name}" for name in PIPELINES}
     assert ours <= set(listed), "the dashboard's pipeline variable does not list both pipelines"
-    empty = []
+    empty: list[str] = []
     checked = 0
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for name, value in GRAFANA_VARIABLES.items():
-                expr = expr.replace(name, value)
-            assert "$" not in expr, f"panel {panel['title']!r}: unknown variable in {expr}"
-            result = [sample for sample in query(observed.url, expr) if sample["value"][1] != "NaN"]
-            checked += 1
-            pipelines = {sample["metric"].get("pipeline") for sample in result}
-            per_pipeline = "by (pipeline" in target["expr"]
-            if not result or (per_pipeline and not ours <= pipelines):
-                empty.append(f"{panel['title']}: {expr} -> {sorted(map(str, pipelines))}")
+
+    def every_panel_has_data() -> bool:
+        # rate() panels need two scrapes after a series first appears: ask again for a while.
+        nonlocal checked
+        empty.clear()
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for name, value in GRAFANA_VARIABLES.items():
+                    expr = expr.replace(name, value)
+                assert "$" not in expr, f"panel {panel['title']!r}: unknown variable in {expr}"
+                result = [sample for sample in query(observed.url, expr) if sample["value"][1] != "NaN"]
+                checked += 1
+                pipelines = {sample["metric"].get("pipeline") for sample in result}
+                per_pipeline = "by (pipeline" in target["expr"]
+                if not result or (per_pipeline and not ours <= pipelines):
+                    empty.append(f"{panel['title']}: {expr} -> {sorted(map(str, pipelines))}")
+        return not empty
+
+    with contextlib.suppress(AssertionError):
+        eventually(every_panel_has_data, timeout=90, interval=5, what="every dashboard query to return data")
     assert checked >= len(dashboard["panels"])
     assert not empty, "dashboard queries without data for both pipelines:\n" + "\n".join(empty)
 
