@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from eventpipeline_provider.message import NotAMessageError, message_conf, message_from_conf
 
-from eventpipeline.planning.delivery import Message, asset_event_body, run_conf
+from eventpipeline.planning.delivery import Message, asset_event_body, rfc3339_ms, run_conf
 
 
 def _message(
@@ -90,3 +90,37 @@ def test_a_run_not_started_by_a_message_is_refused_with_a_clear_error(conf: dict
 def test_a_value_that_claims_base64_but_is_not_is_refused() -> None:
     with pytest.raises(NotAMessageError, match="base64"):
         message_from_conf({"topic": "t", "value": "***", "valueEncoding": "base64"})
+
+
+# The provider is a distribution of its own and cannot import the operator: its Pulsar trigger
+# builds the run-conf shape again. These pin the two to the same mapping for the same message.
+@pytest.mark.parametrize(
+    ("key", "value", "headers"),
+    [
+        (b"order-1", b'{"order": 1}', {"source": "checkout"}),
+        (None, b"\x00\xff\x10avro", {}),  # NUL and not UTF-8: base64
+        (b"\x00k", b"caf\xc3\xa9", {"a": "b", "trace": "x"}),
+        (None, None, {}),
+    ],
+)
+def test_the_pulsar_trigger_builds_the_same_conf_as_the_listener(
+    key: bytes | None, value: bytes | None, headers: dict[str, str]
+) -> None:
+    message = Message(
+        topic="persistent://eventpipeline/shop/shop.orders",
+        partition=0,
+        position="12:3:0:-1",
+        run_id="ep__shop.orders__12-3-0--1",
+        key=key,
+        value=value,
+        headers=tuple((name, text.encode()) for name, text in headers.items()),
+        timestamp_ms=1_790_000_000_123,
+    )
+    listener = asset_event_body(message, "Pulsar", asset_id=1)["extra"]
+    trigger = message_conf(
+        message.topic, 0, key, value, headers, message_id=message.position, timestamp=rfc3339_ms(1_790_000_000_123)
+    )
+    # The one documented difference: an asset event's id is the listener's run id, the trigger's the message id.
+    assert listener.pop("eventId") == message.run_id
+    assert trigger.pop("eventId") == message.position
+    assert trigger == listener
