@@ -34,6 +34,7 @@ from eventpipeline.planning.credentials import (
 )
 from eventpipeline.planning.principals import ManagedPrincipal, managed_principals
 from eventpipeline.planning.producer_connections import Delivery
+from eventpipeline.planning.schema_versions import SCHEMAS_KEY
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.ports import BrokerTarget, ClusterState
 from eventpipeline.reconciler.run import PipelineObject, Run
@@ -322,15 +323,19 @@ class ListenerHandoff:
         return self._read[0]
 
     def write(self, credential: dict[str, str]) -> None:
-        """Hand over a new credential, with the description of this run (or the one handed over)."""
+        """Hand over a new credential, with the description of this run (or the one handed over).
+
+        The schema versions handed over stay: they are the schema part's to change, and a run in
+        which the registry does not answer must not leave the listener without them."""
+        found = self.read()
         description = self._description
         if description is None:
-            found = self.read()
             description = handoff.description_of(found.data) if found is not None else {}
+        data = handoff.with_description(credential, description)
+        if found is not None and SCHEMAS_KEY in found.data:
+            data[SCHEMAS_KEY] = found.data[SCHEMAS_KEY]
         labels = {PIPELINE_LABEL: self._pipeline.name, PRINCIPAL_LABEL: LISTENER_PRINCIPAL}
-        self._cluster.write_secret(
-            self.namespace, self.name, handoff.with_description(credential, description), None, labels
-        )
+        self._cluster.write_secret(self.namespace, self.name, data, None, labels)
         self._read = None
 
     def refresh(self) -> None:

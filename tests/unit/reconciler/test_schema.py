@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from eventpipeline.adapters.errors import SchemaIncompatibleError
+from eventpipeline.adapters.errors import SchemaIncompatibleError, UnavailableError
 from eventpipeline.planning import naming
 from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
 from eventpipeline.reconciler.pipeline import PipelineReconciler
@@ -231,3 +231,22 @@ def test_a_definition_from_a_config_map_is_registered_once_the_config_map_exists
     cluster.config_maps[("shop", "order-schema")] = {"order.avsc": V1}
     world.reconcile("shop", "orders")
     assert registry.subjects[SUBJECT] == {1: (1, V1)}
+
+
+def test_a_rotated_listener_credential_keeps_the_schemas_handed_over_while_the_registry_is_down() -> None:
+    world, registry = _world()
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    handoff = (naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name("shop", "orders"))
+    first = world.cluster.data(*handoff)["username"]
+
+    def unavailable(subject: str, desired: DesiredSchema) -> ObservedSchemas:
+        raise UnavailableError("the schema registry did not answer")
+
+    registry.observe = unavailable  # type: ignore[method-assign]
+    world.advance(hours=25)
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("False", "BackendUnavailable")
+    assert world.cluster.data(*handoff)["username"] != first  # the listener's credential rotated
+    # The listener keeps decoding with the versions registered: the new credential did not drop them.
+    assert [(entry["version"], entry["id"]) for entry in _handed(world)] == [(1, 1)]
