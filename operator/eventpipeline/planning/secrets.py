@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,11 @@ def pulsar_secret_data(endpoint: PulsarEndpoint, role: str, token: SecretStr) ->
     if endpoint.tls_ca is not None:
         data |= {CA_KEY: endpoint.tls_ca, "tlsTrustCertsFilePath": CA_FILE}
     return data
+
+
+def secret_credential(data: Mapping[str, str]) -> SecretStr:
+    """The secret of a credential's Secret keys: Kafka's `password` or Pulsar's `token`."""
+    return SecretStr(data.get("password") or data.get("token") or "")
 
 
 def kafka_connection(

@@ -8,17 +8,15 @@ apply: write it, and remove connections this pipeline no longer wants; outcome:
 
 from __future__ import annotations
 
-from pydantic import SecretStr
-
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.references import UnresolvedReferenceError
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import naming
-from eventpipeline.planning.secrets import fingerprint
+from eventpipeline.planning.secrets import fingerprint, secret_credential
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
-from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, Resolver
+from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, ConnectionStore, Resolver
 from eventpipeline.reconciler.run import Run
 from eventpipeline.reconciler.withdrawal import withdraw_connections
 
@@ -54,7 +52,7 @@ def reconcile_connection(
         data = credentials.listener_credential(listener.secret_name)
         if data is None or listener.plan.record is None:
             raise run.fail(CONDITION, "CredentialMissing", f"Secret {listener.secret_name} is missing")
-        credential = SecretStr(data.get("password") or data.get("token") or "")
+        credential = secret_credential(data)
         group = naming.consumer_group(pipeline.namespace, pipeline.name, LISTENER_PRINCIPAL)
         payload = broker.backend.connection_payload(connection_id, listener.plan.record.username, credential, group)
         wanted = fingerprint(payload)
@@ -76,26 +74,43 @@ def reconcile_connection(
 
 
 def _claim(run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: str) -> StoredClaim:
-    claim = claims.find("AirflowConnection", target.key, connection_id)
+    try:
+        return claim_connection(claims, target.key, target.connections, connection_id, field="airflow.connectionId")
+    except ConnectionConflictError as conflict:
+        raise run.fail(CONDITION, "ConnectionConflict", str(conflict)) from conflict
+
+
+class ConnectionConflictError(Exception):
+    """An Airflow connection the pipeline may not take: made by hand, or held by another pipeline."""
+
+
+def claim_connection(
+    claims: ClaimBook,
+    system: str,
+    connections: ConnectionStore,
+    connection_id: str,
+    *,
+    field: str,
+    principal: str | None = None,
+) -> StoredClaim:
+    """The pipeline's claim on an Airflow connection of instance `system`, taken if nobody holds it.
+
+    A connection that exists with no pipeline's claim was made by hand and is left alone. Raises
+    ConnectionConflictError, whose message says to set `field` to another id.
+    """
+    claim = claims.find("AirflowConnection", system, connection_id)
     if claim is not None:
         return claim
-    if target.connections.exists(connection_id) and not claims.exists_anywhere(
-        "AirflowConnection", target.key, connection_id
-    ):
-        raise run.fail(
-            CONDITION,
-            "ConnectionConflict",
+    if connections.exists(connection_id) and not claims.exists_anywhere("AirflowConnection", system, connection_id):
+        raise ConnectionConflictError(
             f"Airflow connection {connection_id} already exists and was not created for a pipeline; it was left "
-            "untouched. Set airflow.connectionId to another id",
+            f"untouched. Set {field} to another id"
         )
     try:
-        return claims.take("AirflowConnection", target.key, connection_id)
+        return claims.take("AirflowConnection", system, connection_id, principal=principal)
     except ClaimTakenError as taken:
-        raise run.fail(
-            CONDITION,
-            "ConnectionConflict",
-            f"Airflow connection {connection_id} is owned by pipeline {taken.owner}; set airflow.connectionId "
-            "to another id",
+        raise ConnectionConflictError(
+            f"Airflow connection {connection_id} is owned by pipeline {taken.owner}; set {field} to another id"
         ) from taken
 
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import SecretStr
-
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.references import UnresolvedReferenceError
@@ -29,8 +27,9 @@ from eventpipeline.planning.producer_connections import (
     to_withdraw,
 )
 from eventpipeline.planning.reference_policy import NAMESPACED_REFERENCES_DISABLED, namespaced_reference_refusal
-from eventpipeline.planning.secrets import fingerprint
-from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
+from eventpipeline.planning.secrets import fingerprint, secret_credential
+from eventpipeline.reconciler.claims import ClaimBook
+from eventpipeline.reconciler.connection import ConnectionConflictError, claim_connection
 from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
 from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, Resolver
 from eventpipeline.reconciler.run import Note, Run
@@ -140,7 +139,7 @@ class ProducerConnectionsStep:
             return False
         issued = credentials.issued_data(item.secret_name)
         if issued is not None:
-            credential = SecretStr(issued.get("password") or issued.get("token") or "")
+            credential = secret_credential(issued)
             payload = self._broker.backend.connection_payload(
                 connection.connection_id, record.username, credential, None
             )
@@ -168,39 +167,18 @@ class ProducerConnectionsStep:
         return False
 
     def _claim(self, connection: ProducerConnection, target: AirflowTarget) -> StoredClaim | None:
-        claim = self._claims.find("AirflowConnection", connection.instance_key, connection.connection_id)
-        system, connection_id = connection.key
-        if (
-            claim is None
-            and target.connections.exists(connection_id)
-            and not self._claims.exists_anywhere("AirflowConnection", system, connection_id)
-        ):
-            self._failures.append(
-                _Failure(
-                    "ConnectionConflict",
-                    f"producer {connection.producer}: Airflow connection {connection.connection_id} already "
-                    "exists and was not created for a pipeline; it was left untouched. Set "
-                    "airflowConnection.connectionId to another id",
-                )
+        try:
+            claim = claim_connection(
+                self._claims,
+                connection.instance_key,
+                target.connections,
+                connection.connection_id,
+                field="airflowConnection.connectionId",
+                principal=connection.producer,
             )
+        except ConnectionConflictError as conflict:
+            self._failures.append(_Failure("ConnectionConflict", f"producer {connection.producer}: {conflict}"))
             return None
-        if claim is None:
-            try:
-                claim = self._claims.take(
-                    "AirflowConnection",
-                    connection.instance_key,
-                    connection.connection_id,
-                    principal=connection.producer,
-                )
-            except ClaimTakenError as taken:
-                self._failures.append(
-                    _Failure(
-                        "ConnectionConflict",
-                        f"producer {connection.producer}: Airflow connection {connection.connection_id} is owned by "
-                        f"pipeline {taken.owner}; set airflowConnection.connectionId to another id",
-                    )
-                )
-                return None
         if claim.spec.principal != connection.producer:  # the id moved from another of the pipeline's producers
             claim = self._claims.save(
                 claim, claim.spec.model_copy(update={"principal": connection.producer, "holds": None})
