@@ -1,9 +1,14 @@
-"""Values for a pipeline with a schema: the Confluent wire format a Kafka consumer of it expects. Pure.
+"""Values for a pipeline with a schema, encoded the way its consumers decode them. Pure.
 
-The operator registers the pipeline's schema under the subject `<topic>-value` (topic name
-strategy) and the listener decodes with the schema id in each message's first five bytes:
+Kafka: the operator registers the pipeline's schema under the subject `<topic>-value` (topic
+name strategy) and the listener decodes with the schema id in each message's first five bytes:
 magic byte 0, then the id as a 4-byte big-endian integer, then the payload — Avro's binary
 encoding, or JSON text for a JSON schema (validated against it before sending).
+
+Pulsar: the schema lives in the broker's own registry, per topic. The payload is the bare Avro
+binary encoding (or JSON text), and the producer declares the topic's schema, which the broker
+compares with what it holds (byte for byte, since the operator forbids automatic updates); the
+message then carries the schema version a consumer decodes it with.
 """
 
 from __future__ import annotations
@@ -39,6 +44,15 @@ def kafka_subject(topic: str) -> str:
     return f"{topic}-value"
 
 
+@dataclass(frozen=True)
+class TopicSchema:
+    """A Pulsar topic's schema as the broker holds it: its type and its definition, exactly as stored."""
+
+    schema_type: str  # AVRO or JSON (Pulsar's JSON schemas are Avro record definitions too)
+    definition: str
+    name: str = ""
+
+
 def _avro(value: Any, definition: str) -> bytes:
     import fastavro  # noqa: PLC0415 - the provider's `avro` extra: only pipelines with an Avro schema need it
 
@@ -59,17 +73,50 @@ def _json(value: Any, definition: str) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def _json_for_avro_record(value: Any, definition: str) -> bytes:
+    import fastavro.validation  # noqa: PLC0415 - as in _avro
+
+    try:
+        fastavro.validation.validate(value, fastavro.parse_schema(json.loads(definition)), raise_errors=True)
+    except fastavro.validation.ValidationError as error:
+        problems = "; ".join(str(problem) for problem in error.errors)
+        raise PublishError(f"the value does not fit the pipeline's JSON schema: {problems}") from error
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def _object(value: Any, schema_type: str) -> Any:
+    """A templated value arrives as JSON text: the object it holds."""
+    if not isinstance(value, (str, bytes)):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise PublishError(f"a {schema_type} schema needs an object; the value is not JSON") from error
+
+
 def encode_with_schema(value: Any, schema: RegisteredSchema) -> bytes:
     """The value in the wire format with the schema's id; refused when it does not fit the schema."""
-    if isinstance(value, (str, bytes)) and schema.schema_type in ("AVRO", "JSON"):
-        try:
-            value = json.loads(value)  # a templated value arrives as JSON text
-        except json.JSONDecodeError as error:
-            raise PublishError(f"a {schema.schema_type} schema needs an object; the value is not JSON") from error
     if schema.schema_type == "AVRO":
-        payload = _avro(value, schema.definition)
+        payload = _avro(_object(value, "AVRO"), schema.definition)
     elif schema.schema_type == "JSON":
-        payload = _json(value, schema.definition)
+        payload = _json(_object(value, "JSON"), schema.definition)
     else:
         raise PublishError(f"{schema.schema_type} schemas are not supported: publish bytes (serializer='bytes')")
     return WIRE_MAGIC + schema.id.to_bytes(4, "big") + payload
+
+
+def encode_for_pulsar(value: Any, schema: TopicSchema) -> bytes:
+    """The payload for a Pulsar topic with a schema: Avro binary, or JSON text checked against the
+    definition (an Avro record, as Pulsar's JSON schemas are, or a JSON Schema document); refused
+    when the value does not fit, before anything is sent."""
+    if schema.schema_type == "AVRO":
+        return _avro(_object(value, "AVRO"), schema.definition)
+    if schema.schema_type == "JSON":
+        value = _object(value, "JSON")
+        parsed = json.loads(schema.definition)
+        if isinstance(parsed, dict) and parsed.get("type") == "record":
+            return _json_for_avro_record(value, schema.definition)
+        return _json(value, schema.definition)
+    raise PublishError(
+        f"the topic's {schema.schema_type} schema is not supported: publish bytes you encoded (serializer='bytes')"
+    )

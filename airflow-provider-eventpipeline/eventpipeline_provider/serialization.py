@@ -1,8 +1,9 @@
 """How a task's result becomes the bytes of a message. Pure.
 
 `json` (the default) publishes text and bytes as they are and any other value as JSON;
-`string` and `bytes` insist on that type. A Kafka pipeline with a schema (a registry URL in its
-connection) is encoded with that schema instead: see `schemas.py`.
+`string` and `bytes` insist on that type. A pipeline with a schema (Kafka: a registry URL in its
+connection; Pulsar: a schema in the broker's registry for the topic) is encoded with that schema
+instead: see `schemas.py`.
 """
 
 from __future__ import annotations

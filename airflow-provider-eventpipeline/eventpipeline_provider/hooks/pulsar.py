@@ -5,21 +5,53 @@ or this provider's `pulsar` type): host = service URL, login = role, password = 
 inline CA (`ca.crt` in extra) for `pulsar+ssl://`. Tokens cannot be revoked: a rotation withdraws
 the old role's grants, so the broker refuses the old token with an authorization error. Then the
 hook reads the connection again and, if it holds a new token, reconnects and sends once more.
+
+A topic with a schema in Pulsar's registry (a pipeline's `spec.schema`) takes messages only from
+a producer that declares that schema: `topic_schema()` asks the broker for it (the binary
+protocol's schema lookup, which a producing role may do), and `send(..., schema=...)` declares
+it — the definition exactly as the broker stored it — for a payload already encoded with it.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import _pulsar
 import pulsar
+import pulsar.schema
 from airflow.sdk import BaseHook, Connection
 
 from eventpipeline_provider.connections import PulsarSettings, credential_fingerprint, parse_extra, pulsar_settings
-from eventpipeline_provider.errors import CredentialRefusedError, NotAcknowledgedError
+from eventpipeline_provider.errors import CredentialRefusedError, NotAcknowledgedError, PublishError
+from eventpipeline_provider.schemas import TopicSchema
 
 REFUSALS: tuple[type[Exception], ...] = (pulsar.AuthenticationError, pulsar.AuthorizationError)
+T = TypeVar("T")
+LATEST_SCHEMA = -1  # the schema lookup's "newest version"
+SCHEMA_TYPES = {"AVRO": _pulsar.SchemaType.AVRO, "JSON": _pulsar.SchemaType.JSON}
+
+
+class EncodedWithSchema(pulsar.schema.Schema):  # type: ignore[misc]  # pulsar-client is untyped
+    """Declares a topic's schema for payloads the provider encoded already (`schemas.encode_for_pulsar`).
+
+    The client's own AvroSchema re-serializes its definition, which the broker would not find in the
+    topic's history (it compares the bytes); this one declares the definition as the broker holds it.
+    """
+
+    def __init__(self, schema: TopicSchema) -> None:
+        self._record_cls = bytes
+        self._schema_info = _pulsar.SchemaInfo(SCHEMA_TYPES[schema.schema_type], schema.name, schema.definition)
+        self.topic_schema = schema
+
+    def encode(self, obj: bytes) -> bytes:
+        self._validate_object_type(obj)
+        return obj
+
+    def decode(self, data: bytes) -> bytes:
+        return data
 
 
 def _trust_file(ca_pem: str) -> str:
@@ -65,7 +97,7 @@ class PulsarHook(BaseHook):
         self.pulsar_conn_id = pulsar_conn_id
         self._client: pulsar.Client | None = None
         self._trust: str | None = None
-        self._producers: dict[str, pulsar.Producer] = {}
+        self._producers: dict[tuple[str, TopicSchema | None], pulsar.Producer] = {}
         self._fingerprint: str | None = None
         self.role: str | None = None
 
@@ -88,22 +120,67 @@ class PulsarHook(BaseHook):
             self._client = pulsar.Client(settings.service_url, **options)
         return self._client
 
-    def _producer(self, topic: str, timeout: float) -> pulsar.Producer:
-        producer = self._producers.get(topic)
+    def _topic_schema_once(self, topic: str) -> TopicSchema | None:
+        try:
+            # pulsar-client wraps the lookup only inside its own schemas: call the client it wraps.
+            info = self.get_conn()._client.get_schema_info(topic, LATEST_SCHEMA)
+        except pulsar.TopicNotFound:
+            return None  # the broker's answer for a topic without a schema
+        except REFUSALS as error:
+            raise CredentialRefusedError(f"Pulsar refused role {self.role} the schema of {topic}: {error}") from error
+        except pulsar.PulsarException as error:
+            raise PublishError(f"Pulsar did not say which schema {topic} has: {error}") from error
+        kind = str(info.schema_type().name)
+        if kind in ("NONE", "BYTES"):
+            return None
+        return TopicSchema(kind, str(info.schema()), str(info.name()))
+
+    def topic_schema(self, topic: str) -> TopicSchema | None:
+        """The newest schema the broker holds for the topic, exactly as stored; None without one."""
+        return self._again_after_refusal(lambda: self._topic_schema_once(topic))
+
+    def _producer(self, topic: str, timeout: float, schema: TopicSchema | None) -> pulsar.Producer:
+        producer = self._producers.get((topic, schema))
         if producer is None:
-            producer = self.get_conn().create_producer(topic, send_timeout_millis=int(timeout * 1000))
-            self._producers[topic] = producer
+            options: dict[str, Any] = {"send_timeout_millis": int(timeout * 1000)}
+            if schema is not None:
+                options["schema"] = EncodedWithSchema(schema)
+            producer = self.get_conn().create_producer(topic, **options)
+            self._producers[(topic, schema)] = producer
         return producer
 
     def _send_once(
-        self, topic: str, value: bytes, key: str | None, properties: dict[str, str], timeout: float
+        self,
+        topic: str,
+        value: bytes,
+        key: str | None,
+        properties: dict[str, str],
+        timeout: float,
+        *,
+        schema: TopicSchema | None,
     ) -> pulsar.MessageId:
         try:
-            return self._producer(topic, timeout).send(value, properties=properties or None, partition_key=key)
+            producer = self._producer(topic, timeout, schema)
+            return producer.send(value, properties=properties or None, partition_key=key)
         except REFUSALS as error:
             raise CredentialRefusedError(f"Pulsar refused role {self.role} on {topic}: {error}") from error
+        except pulsar.IncompatibleSchema as error:
+            raise PublishError(f"Pulsar refused the producer's schema on {topic}: {error}") from error
         except pulsar.PulsarException as error:
             raise NotAcknowledgedError(f"Pulsar did not acknowledge the message to {topic}: {error}") from error
+
+    def _again_after_refusal(self, call: Callable[[], T]) -> T:
+        """`call`, and once more with a new client if the broker refused a credential the connection
+        no longer holds."""
+        try:
+            return call()
+        except CredentialRefusedError as refused:
+            settings = self.connection_settings()
+            if credential_fingerprint(settings.role, settings.token) == self._fingerprint:
+                raise
+            self.log.warning("%s; the connection holds a new token now, sending again", refused)
+            self.close()
+            return call()
 
     def send(
         self,
@@ -112,21 +189,19 @@ class PulsarHook(BaseHook):
         key: str | None = None,
         properties: dict[str, str] | None = None,
         timeout: float = 30.0,
+        *,
+        schema: TopicSchema | None = None,
     ) -> pulsar.MessageId:
         """Publish one message and wait for the broker's acknowledgement (its message id).
 
-        Raises NotAcknowledgedError when it did not acknowledge; after a refused credential the
-        connection is read again and, with a new token in it, the message is sent once more.
+        `schema` (from `topic_schema()`) is declared by the producer; `value` must be encoded with
+        it already. Raises NotAcknowledgedError when the broker did not acknowledge; after a refused
+        credential the connection is read again and, with a new token in it, the message is sent
+        once more.
         """
-        try:
-            return self._send_once(topic, value, key, properties or {}, timeout)
-        except CredentialRefusedError as refused:
-            settings = self.connection_settings()
-            if credential_fingerprint(settings.role, settings.token) == self._fingerprint:
-                raise
-            self.log.warning("%s; the connection holds a new token now, sending again", refused)
-            self.close()
-            return self._send_once(topic, value, key, properties or {}, timeout)
+        return self._again_after_refusal(
+            lambda: self._send_once(topic, value, key, properties or {}, timeout, schema=schema)
+        )
 
     def subscribe(
         self, topic: str, subscription: str, settings: PulsarSettings | None = None, **options: Any

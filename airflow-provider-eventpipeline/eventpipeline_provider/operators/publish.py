@@ -12,7 +12,7 @@ from eventpipeline_provider.errors import PublishError
 from eventpipeline_provider.hooks.kafka import KafkaHook
 from eventpipeline_provider.hooks.pulsar import PulsarHook
 from eventpipeline_provider.registry import latest_schema
-from eventpipeline_provider.schemas import encode_with_schema
+from eventpipeline_provider.schemas import encode_for_pulsar, encode_with_schema
 from eventpipeline_provider.serialization import (
     Serializer,
     encode_key,
@@ -38,7 +38,10 @@ class PublishToTopicOperator(BaseOperator):
         (an XComArg such as another task's output works too).
     :param key: the message key (Kafka partitioning; Pulsar partition key). Templated.
     :param headers: Kafka headers / Pulsar properties. Templated.
-    :param serializer: `json` (default), `string` or `bytes`.
+    :param serializer: `json` (default), `string` or `bytes`. A pipeline with a schema (Kafka: a
+        registry URL in the connection; Pulsar: a schema in the broker's registry for the topic)
+        is encoded with that schema instead, and a value that does not fit it fails the task
+        before anything is sent; `bytes` then sends bytes the DAG encoded with the schema itself.
     :param timeout: seconds to wait for the broker's acknowledgement.
 
     Returns (XCom) where the message landed: topic and partition/offset (Kafka) or messageId (Pulsar).
@@ -79,9 +82,8 @@ class PublishToTopicOperator(BaseOperator):
                               schema.schema_type)  # fmt: skip
                 return self._kafka(encode_with_schema(self.value, schema))
             return self._kafka(encode_value(self.value, self.serializer))
-        payload = encode_value(self.value, self.serializer)
         if connection.conn_type in PULSAR_CONN_TYPES:
-            return self._pulsar(payload or b"")
+            return self._pulsar()
         raise PublishError(
             f"connection {self.conn_id} is of type {connection.conn_type!r}; expected kafka, or pulsar/generic"
         )
@@ -96,11 +98,22 @@ class PublishToTopicOperator(BaseOperator):
                       hook.principal)  # fmt: skip
         return {"topic": self.topic, "partition": delivery.partition, "offset": delivery.offset}
 
-    def _pulsar(self, payload: bytes) -> dict[str, Any]:
+    def _pulsar(self) -> dict[str, Any]:
         hook = PulsarHook(self.conn_id)
         key = self.key.decode("utf-8") if isinstance(self.key, bytes) else self.key
         try:
-            message_id = hook.send(self.topic, payload, key, pulsar_properties(self.headers), self.timeout)
+            # A topic with a schema in Pulsar's registry takes only producers declaring it: the
+            # value is encoded with it (refused here when it does not fit, before anything is sent).
+            schema = hook.topic_schema(self.topic)
+            if schema is None:
+                payload = encode_value(self.value, self.serializer) or b""
+            elif self.serializer == "bytes":
+                payload = encode_value(self.value, "bytes") or b""  # encoded by the DAG with the schema
+            else:
+                self.log.info("encoding with the topic's %s schema", schema.schema_type)
+                payload = encode_for_pulsar(self.value, schema)
+            properties = pulsar_properties(self.headers)
+            message_id = hook.send(self.topic, payload, key, properties, self.timeout, schema=schema)
         finally:
             hook.close()
         position = (

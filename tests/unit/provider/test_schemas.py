@@ -8,7 +8,13 @@ import json
 import fastavro
 import pytest
 from eventpipeline_provider.errors import PublishError
-from eventpipeline_provider.schemas import RegisteredSchema, encode_with_schema, kafka_subject
+from eventpipeline_provider.schemas import (
+    RegisteredSchema,
+    TopicSchema,
+    encode_for_pulsar,
+    encode_with_schema,
+    kafka_subject,
+)
 
 from eventpipeline.planning.schema_versions import split_wire_format
 
@@ -56,3 +62,31 @@ def test_the_subject_is_the_topic_name_strategy() -> None:
 def test_the_registry_answer_without_a_type_is_avro() -> None:
     schema = RegisteredSchema.from_registry({"id": 3, "version": 2, "schema": ORDER_AVRO})
     assert (schema.id, schema.version, schema.schema_type) == (3, 2, "AVRO")
+
+
+def test_a_pulsar_avro_value_is_the_bare_avro_encoding() -> None:
+    data = encode_for_pulsar({"order": "o-5", "total": 2.5}, TopicSchema("AVRO", ORDER_AVRO))
+    decoded = fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(json.loads(ORDER_AVRO)))
+    assert decoded == {"order": "o-5", "total": 2.5}
+    assert encode_for_pulsar('{"order": "o-5", "total": 2.5}', TopicSchema("AVRO", ORDER_AVRO)) == data
+
+
+def test_a_pulsar_value_that_does_not_fit_its_avro_schema_is_refused_before_sending() -> None:
+    with pytest.raises(PublishError, match="Avro schema"):
+        encode_for_pulsar({"order": 5, "total": "many"}, TopicSchema("AVRO", ORDER_AVRO))
+    with pytest.raises(PublishError, match="not JSON"):
+        encode_for_pulsar("not json", TopicSchema("AVRO", ORDER_AVRO))
+
+
+def test_a_pulsar_json_schema_is_an_avro_record_the_value_is_checked_against() -> None:
+    assert encode_for_pulsar({"total": 1.0, "order": "o-6"}, TopicSchema("JSON", ORDER_AVRO)) == (
+        b'{"order":"o-6","total":1.0}'
+    )
+    with pytest.raises(PublishError, match=r"JSON schema: Field\(Order.total\)"):
+        encode_for_pulsar({"order": "o-6"}, TopicSchema("JSON", ORDER_AVRO))
+    assert encode_for_pulsar({"order": "o-7"}, TopicSchema("JSON", ORDER_JSON)) == b'{"order":"o-7"}'
+
+
+def test_other_pulsar_schema_types_say_to_publish_bytes() -> None:
+    with pytest.raises(PublishError, match="serializer='bytes'"):
+        encode_for_pulsar({"a": 1}, TopicSchema("PROTOBUF_NATIVE", "…"))
