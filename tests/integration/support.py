@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -16,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from eventpipeline.adapters.kube import decode_secret_data
 from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning import naming
+from eventpipeline.planning.schema_versions import SCHEMAS_KEY
 from eventpipeline.planning.secrets import CA_KEY
 from eventpipeline_devenv.clients import kafka_settings
 
@@ -133,6 +135,17 @@ class Kube:
         return [(event.type, event.reason, event.message) for event in events.items]
 
 
+def schema_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    """A pipeline's `status.schema`; empty before its schema was registered."""
+    return dict(((kube.get_pipeline(namespace, name) or {}).get("status") or {}).get("schema") or {})
+
+
+def handed_over_schemas(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The schema versions in the pipeline's listener hand-off Secret."""
+    secret = kube.secret(naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(namespace, name)) or {}
+    return list(json.loads(secret.get(SCHEMAS_KEY) or "[]"))
+
+
 def kafka_producer(secret: Mapping[str, str]) -> Producer:
     """A producer configured from a pipeline Secret's keys, as an application would build it."""
     return Producer({**kafka_settings(secret), "message.timeout.ms": 10000})
@@ -147,10 +160,11 @@ def kafka_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -
     return outcome[0] if outcome else KafkaError(KafkaError._MSG_TIMED_OUT)
 
 
-def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> Exception | None:
-    """Publish one message with a pipeline Secret's token (and ca.crt); the client's exception, or None."""
+@contextlib.contextmanager
+def pulsar_client(secret: Mapping[str, str]) -> Iterator[pulsar.Client]:
+    """A Pulsar client with a pipeline Secret's token (and ca.crt); closed, its CA file removed, on exit."""
     tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
-    pulsar_client = pulsar.Client(
+    opened = pulsar.Client(
         secret["serviceUrl"],
         authentication=pulsar.AuthenticationToken(secret["token"]),
         operation_timeout_seconds=10,
@@ -158,11 +172,18 @@ def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") 
         **tls_options,
     )
     try:
-        pulsar_client.create_producer(topic).send(value)
-    except Exception as error:  # the caller asserts on whatever the client raised
-        return error
+        yield opened
     finally:
-        pulsar_client.close()
+        opened.close()
         if trust is not None:
             trust.remove()
+
+
+def pulsar_send(secret: Mapping[str, str], topic: str, value: bytes = b"probe") -> Exception | None:
+    """Publish one message with a pipeline Secret's token (and ca.crt); the client's exception, or None."""
+    with pulsar_client(secret) as opened:
+        try:
+            opened.create_producer(topic).send(value)
+        except Exception as error:  # the caller asserts on whatever the client raised
+            return error
     return None

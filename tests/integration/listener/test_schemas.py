@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
-import pulsar
 import pytest
-from confluent_kafka import Producer
 from pulsar.schema import AvroSchema
 
-from eventpipeline.adapters.tls import pulsar_tls_options
-from eventpipeline.planning import naming
-from eventpipeline.planning.schema_versions import SCHEMAS_KEY
-from eventpipeline.planning.secrets import CA_KEY
-from eventpipeline_devenv.clients import kafka_settings
 from tests.integration.listener.broker_cases import BOTH, KAFKA, BrokerCase
 from tests.integration.listener.brokers import kafka_committed, kafka_read_all
 from tests.integration.listener.conftest import Airflow, Harness, listener_status, wait_ready
 from tests.integration.listener.test_dag_authorization import publish_dag
 from tests.integration.listener.test_messages_become_runs import run_prefix, wait_runs
-from tests.integration.support import eventually, unique
+from tests.integration.support import (
+    eventually,
+    handed_over_schemas,
+    kafka_producer,
+    pulsar_client,
+    schema_status,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -74,23 +74,13 @@ def schema_dag(stack: Any, airflow: Airflow) -> Iterator[str]:
     (Path(stack.exports["AIRFLOW_DAGS_FOLDER"]) / f"{name}.py").unlink(missing_ok=True)
 
 
-def schema_status(h: Harness, name: str) -> dict[str, Any]:
-    return dict(((h.kube.get_pipeline(h.namespace, name) or {}).get("status") or {}).get("schema") or {})
-
-
 def wait_schema_version(h: Harness, name: str, newer_than: int | None = None) -> dict[str, Any]:
     def registered() -> dict[str, Any] | None:
-        found = schema_status(h, name)
+        found = schema_status(h.kube, h.namespace, name)
         version = found.get("version")
         return found if version is not None and (newer_than is None or version > newer_than) else None
 
     return eventually(registered, timeout=120, interval=1, what=f"a registered schema version of {name}")
-
-
-def handed_over(h: Harness, name: str) -> list[dict[str, Any]]:
-    """The schema versions in the pipeline's listener hand-off Secret."""
-    secret = h.kube.secret(naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(h.namespace, name)) or {}
-    return list(json.loads(secret.get(SCHEMAS_KEY) or "[]"))
 
 
 def avro(schema: Mapping[str, Any], record: Mapping[str, Any]) -> bytes:
@@ -112,30 +102,18 @@ def produce(
     with the registered id; Pulsar, a producer declaring the registered Avro schema."""
     if broker.name == "kafka":
         assert schema_id is not None
-        producer = Producer({**kafka_settings(secret), "message.timeout.ms": 10000})
+        producer = kafka_producer(secret)
         for record in records:
             value = b"\x00" + schema_id.to_bytes(4, "big") + avro(schema, record)
             producer.produce(topic, value=value, partition=0)
         assert producer.flush(15) == 0
         return
-    tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get(CA_KEY))
-    client = pulsar.Client(
-        secret["serviceUrl"],
-        authentication=pulsar.AuthenticationToken(secret["token"]),
-        operation_timeout_seconds=10,
-        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
-        **tls_options,
-    )
-    try:
+    with pulsar_client(secret) as client:
         producer = client.create_producer(
             topic, schema=AvroSchema(None, schema_definition=dict(schema)), batching_enabled=False
         )
         for record in records:
             producer.send(dict(record))
-    finally:
-        client.close()
-        if trust is not None:
-            trust.remove()
 
 
 def ordered_runs(airflow: Airflow, dag_id: str, prefix: str) -> list[dict[str, Any]]:
@@ -181,7 +159,9 @@ def test_decoded_values_in_the_conf_and_newer_versions_held_until_the_dag_states
     second = wait_schema_version(h, name, newer_than=v1)
     v2 = second["version"]
     eventually(
-        lambda: v2 in [v["version"] for v in handed_over(h, name)], timeout=60, what="version 2 handed to the listener"
+        lambda: v2 in [v["version"] for v in handed_over_schemas(h.kube, h.namespace, name)],
+        timeout=60,
+        what="version 2 handed to the listener",
     )
     new = [{"orderId": 10 + n, "item": "pot", "quantity": 1, "note": f"gift {n}"} for n in range(4)]
     produce(broker, producer, topic, V2, schema_id=second.get("id"), records=new)
@@ -233,7 +213,7 @@ def test_a_kafka_message_not_in_the_wire_format_goes_to_the_dead_letter_topic_wi
     assert producer_secret is not None
     h.listener_factory(f"{h.namespace}/{name}")
 
-    producer = Producer({**kafka_settings(producer_secret), "message.timeout.ms": 10000})
+    producer = kafka_producer(producer_secret)
     producer.produce(topic, value=b'{"orderId": 1}', partition=0)  # plain JSON, no schema id
     header_only = b"\x00" + int(registered["id"]).to_bytes(4, "big")  # the registered id, then no record
     producer.produce(topic, value=header_only, partition=0)

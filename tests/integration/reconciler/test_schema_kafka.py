@@ -10,23 +10,13 @@ from typing import Any
 import httpx
 import pytest
 
-from eventpipeline.planning import naming
-from tests.integration.conftest import OPEN_DAG
-from tests.integration.support import Kube, eventually
+from tests.integration.reconciler.schema_cases import V1, V2, V3, spec
+from tests.integration.support import Kube, eventually, handed_over_schemas, schema_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 # Generous: the stack shares two cores with other work (a broker call can take many seconds).
 TIMEOUT = 240
 
-V1 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "int"}]}
-# Compatible (BACKWARD): a field with a default.
-V2 = {
-    "type": "record",
-    "name": "Order",
-    "fields": [{"name": "id", "type": "int"}, {"name": "note", "type": "string", "default": ""}],
-}
-# Incompatible: the id changes type.
-V3 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
 # Compatible with V2, registered by hand (drift).
 BY_HAND = {
     "type": "record",
@@ -49,16 +39,6 @@ def text(schema: dict[str, Any]) -> str:
     return json.dumps(schema)
 
 
-def spec(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
-        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "checkout"}],
-        "schema": {"type": "AVRO", "definition": text(schema)},
-        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}},
-    }
-
-
 def versions(registry: httpx.Client, subject: str) -> list[int]:
     response = registry.get(f"/subjects/{subject}/versions")
     if response.status_code == 404:
@@ -70,16 +50,6 @@ def versions(registry: httpx.Client, subject: str) -> list[int]:
 def latest_fields(registry: httpx.Client, subject: str) -> list[str]:
     body = registry.get(f"/subjects/{subject}/versions/latest").json()
     return [field["name"] for field in json.loads(body["schema"])["fields"]]
-
-
-def schema_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    body = kube.get_pipeline(namespace, name) or {}
-    return dict(body.get("status", {}).get("schema") or {})
-
-
-def handed_over(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    secret = kube.secret(naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(namespace, name)) or {}
-    return list(json.loads(secret.get("schemas.json", "[]")))
 
 
 def wait_version(kube: Kube, namespace: str, name: str, version: int) -> dict[str, Any]:
@@ -95,7 +65,7 @@ def test_kafka_schema_is_registered_evolved_refused_and_repaired(
     stack: Any, kube: Kube, operator: Any, namespace: str, registry: httpx.Client
 ) -> None:
     subject = f"{namespace}.orders-value"
-    kube.create_pipeline(namespace, "orders", spec(V1))
+    kube.create_pipeline(namespace, "orders", spec("local-kafka", text(V1)))
     kube.wait_condition(namespace, "orders", "SchemaReady", "True", timeout=TIMEOUT)
 
     # Registered: the subject, its compatibility, status, the producers' Secret, the hand-off.
@@ -108,7 +78,7 @@ def test_kafka_schema_is_registered_evolved_refused_and_repaired(
     producer = kube.secret(namespace, "orders.checkout.credentials") or {}
     assert producer["schema.registry.url"] == stack.exports["SCHEMA_REGISTRY_URL"]
     eventually(
-        lambda: [entry["id"] for entry in handed_over(kube, namespace, "orders")] == [registered["id"]],
+        lambda: [entry["id"] for entry in handed_over_schemas(kube, namespace, "orders")] == [registered["id"]],
         timeout=TIMEOUT,
         what="schemas.json in the listener's hand-off",
     )
@@ -119,7 +89,7 @@ def test_kafka_schema_is_registered_evolved_refused_and_repaired(
     assert versions(registry, subject) == [1, 2]
     assert [entry["version"] for entry in status["history"]] == [1, 2]
     eventually(
-        lambda: [entry["version"] for entry in handed_over(kube, namespace, "orders")] == [1, 2],
+        lambda: [entry["version"] for entry in handed_over_schemas(kube, namespace, "orders")] == [1, 2],
         timeout=TIMEOUT,
         what="both versions in the hand-off",
     )
@@ -166,7 +136,7 @@ def test_a_subject_registered_outside_the_operator_is_a_conflict(
     subject = f"{namespace}.taken-value"
     answer = registry.post(f"/subjects/{subject}/versions", json={"schema": text(V1), "schemaType": "AVRO"})
     assert answer.status_code == 200, answer.text
-    kube.create_pipeline(namespace, "taken", spec(V2))
+    kube.create_pipeline(namespace, "taken", spec("local-kafka", text(V2)))
     condition = kube.wait_condition(
         namespace, "taken", "SchemaReady", "False", reason="SchemaConflict", timeout=TIMEOUT
     )
