@@ -29,18 +29,22 @@ def spec(broker: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def own_broker(kube: Kube, namespace: str) -> Iterator[str]:
-    """A ClusterBroker like local-kafka, open to the test's namespace only; the test may edit it."""
-    name = unique("kafka")
+def local_kafka_copy(kube: Kube, name: str, namespace: str) -> dict[str, Any]:
+    """A ClusterBroker `name` like local-kafka, open to `namespace` only (not created yet)."""
     body = kube.custom.get_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka")
-    copy = {
+    return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "ClusterBroker",
         "metadata": {"name": name},
         "spec": {**body["spec"], "allowedNamespaces": [namespace]},
     }
-    kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", copy)
+
+
+@pytest.fixture
+def own_broker(kube: Kube, namespace: str) -> Iterator[str]:
+    """A ClusterBroker like local-kafka, open to the test's namespace only; the test may edit it."""
+    name = unique("kafka")
+    kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", local_kafka_copy(kube, name, namespace))
     yield name
     kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbrokers", name)
 
@@ -117,13 +121,7 @@ def test_a_broker_deleted_for_good_leaves_one_pending_condition_not_an_event_per
     listener's hand-off and the Airflow connection are taken back at once, and the retries (every
     resync, a few seconds here) add no Event until something changes."""
     name = unique("gone")
-    body = kube.custom.get_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka")
-    broker = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ClusterBroker",
-        "metadata": {"name": name},
-        "spec": {**body["spec"], "allowedNamespaces": [namespace]},
-    }
+    broker = local_kafka_copy(kube, name, namespace)
     kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", broker)
     handoff = (naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(namespace, "orphan"))
     try:
