@@ -281,7 +281,9 @@ class SchemaSpec(ApiModel):
         description="The schema text, inline. Set this or configMapRef.",
     )
     config_map_ref: ConfigMapKeyRef | None = Field(
-        default=None, description="The schema text from a ConfigMap of the pipeline's namespace."
+        default=None,
+        description="The schema text from a ConfigMap of the pipeline's namespace. An edit of the ConfigMap "
+        "is read at the pipeline's next reconciliation (its periodic drift check, or any change to it).",
     )
     compatibility: SchemaCompatibility = Field(
         default="BACKWARD",
@@ -298,8 +300,9 @@ class AirflowSpec(ApiModel):
         default=None,
         max_length=CONNECTION_ID_MAX_LENGTH,
         pattern=CONNECTION_ID_PATTERN,
-        description="Airflow connection kept in sync with the listener's credential; "
-        "defaults to the topic name with dots as underscores.",
+        description="Airflow connection kept in sync with the listener's credential; defaults to "
+        "`<namespace>.<pipeline>`. A dotted id must start with `<namespace>.`; an id another pipeline "
+        "owns, or that exists in Airflow without having been made for a pipeline, is refused.",
     )
     trigger: TriggerSpec | None = Field(default=None, description="Omit to manage the connection only.")
 
