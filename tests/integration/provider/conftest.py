@@ -31,6 +31,26 @@ def airflow(stack: devstack.StackInfo) -> AirflowApi:
     return AirflowApi(stack.exports)
 
 
+LOCAL_AIRFLOW = {"kind": "ClusterAirflowInstance", "name": "local"}
+# A Pulsar pipeline with a producer and the connection the operator keeps for its listener's
+# read-only credential (`airflow` without a `trigger`: no listener competing for the messages).
+PULSAR_RESULTS = {
+    "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
+    "topic": {"partitions": 1, "deletionPolicy": "Delete"},
+    "producers": [{"name": "app"}],
+    "airflow": {"instanceRef": LOCAL_AIRFLOW},
+}
+
+
+def ready_pipeline(kube: Kube, namespace: str, spec: Mapping[str, Any], name: str = "results") -> str:
+    """Create the pipeline and wait until it is Ready; its topic."""
+    kube.create_pipeline(namespace, name, dict(spec))
+    kube.wait_condition(namespace, name, "Ready", "True", timeout=180)
+    body = kube.get_pipeline(namespace, name)
+    assert body is not None
+    return str(body["status"]["topic"])
+
+
 def install_dag(airflow: AirflowApi, dag_id: str, source: str) -> None:
     write_dag(airflow.exports["AIRFLOW_DAGS_FOLDER"], dag_id, source)
     eventually(lambda: airflow.dag_listed(dag_id), timeout=180, interval=2, what=f"Airflow to list {dag_id}")

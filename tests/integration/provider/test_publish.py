@@ -13,9 +13,11 @@ import uuid
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
 from tests.integration.provider.conftest import (
+    LOCAL_AIRFLOW,
     install_dag,
     read_kafka,
     read_pulsar,
+    ready_pipeline,
     start_run,
     wait_run,
     xcom,
@@ -39,9 +41,6 @@ with DAG(dag_id="{dag_id}", schedule=None, catchup=False, render_template_as_nat
 """
 
 
-LOCAL_AIRFLOW = {"kind": "ClusterAirflowInstance", "name": "local"}
-
-
 def _pipeline(broker: str) -> dict[str, object]:
     return {
         "brokerRef": {"kind": "ClusterBroker", "name": broker},
@@ -53,11 +52,7 @@ def _pipeline(broker: str) -> dict[str, object]:
 
 def _publish(kube: Kube, airflow: AirflowApi, namespace: str, broker: str) -> tuple[str, dict[str, object], object]:
     """Create the pipeline, the producer's connection and the DAG; run it once; (topic, conf, xcom)."""
-    kube.create_pipeline(namespace, "results", _pipeline(broker))
-    kube.wait_condition(namespace, "results", "Ready", "True", timeout=180)
-    body = kube.get_pipeline(namespace, "results")
-    assert body is not None
-    topic = str(body["status"]["topic"])
+    topic = ready_pipeline(kube, namespace, _pipeline(broker))
     assert kube.secret(namespace, "results.dags.credentials") is None  # the credential lives in Airflow only
     connection = f"{namespace}.results__dags"  # the operator's default id: <namespace>.<pipeline>__<producer>
     dag_id = f"publish_{namespace.replace('-', '_')}"

@@ -13,8 +13,10 @@ from pathlib import Path
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
 from tests.integration.provider.conftest import (
+    LOCAL_AIRFLOW,
     install_dag,
     read_kafka,
+    ready_pipeline,
     start_run,
     wait_run,
     xcom,
@@ -61,18 +63,13 @@ def test_a_kafka_hook_keeps_publishing_across_a_rotation_by_rereading_its_connec
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    kube.create_pipeline(namespace, "results", {
+    topic = ready_pipeline(kube, namespace, {
         "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
         "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "dags", "secret": False,
-                       "airflowConnection": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "local"}}}],
+        "producers": [{"name": "dags", "secret": False, "airflowConnection": {"instanceRef": LOCAL_AIRFLOW}}],
         "consumers": [{"name": "reader"}],
         "credentials": {"rotateEvery": "24h", "gracePeriod": f"{GRACE_SECONDS}s"},
     })  # fmt: skip
-    kube.wait_condition(namespace, "results", "Ready", "True", timeout=180)
-    body = kube.get_pipeline(namespace, "results")
-    assert body is not None
-    topic = str(body["status"]["topic"])
     first = str(_principal(kube, namespace)["username"])
     connection = f"{namespace}.results__dags"
     flag = tmp_path / "rotated"

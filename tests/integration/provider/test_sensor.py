@@ -8,7 +8,7 @@ import json
 from eventpipeline.planning import naming
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
-from tests.integration.provider.conftest import install_dag, start_run, wait_run, xcom
+from tests.integration.provider.conftest import PULSAR_RESULTS, install_dag, ready_pipeline, start_run, wait_run, xcom
 from tests.integration.support import Kube, eventually, pulsar_send
 
 SENSOR_DAG = """\
@@ -28,16 +28,7 @@ def _deferred(airflow: AirflowApi, dag_id: str, run_id: str) -> bool:
 
 def test_the_sensor_resumes_with_each_message_once(kube: Kube, operator: OperatorProcess, airflow: AirflowApi,
                                                     namespace: str) -> None:  # fmt: skip
-    kube.create_pipeline(namespace, "results", {
-        "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
-        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "app"}],
-        "airflow": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "local"}},
-    })  # fmt: skip
-    kube.wait_condition(namespace, "results", "Ready", "True", timeout=180)
-    body = kube.get_pipeline(namespace, "results")
-    assert body is not None
-    topic = str(body["status"]["topic"])
+    topic = ready_pipeline(kube, namespace, PULSAR_RESULTS)
     secret = kube.secret(namespace, "results.app.credentials")
     assert secret is not None
     dag_id = f"sense_{namespace.replace('-', '_')}"
