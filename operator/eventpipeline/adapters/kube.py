@@ -86,6 +86,10 @@ class SecretView:
     def owned_by(self, uid: str) -> bool:
         return uid in self.owner_uids
 
+    def unedited(self) -> bool:
+        """Whether its data is still what the operator wrote (it matches the fingerprint written with it)."""
+        return self.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(self.data)
+
 
 class Kube:
     """The few Kubernetes calls the reconciler makes itself (kopf does the watching)."""

@@ -16,11 +16,9 @@ from typing import Protocol
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.kube import (
-    FINGERPRINT_ANNOTATION,
     PIPELINE_LABEL,
     PRINCIPAL_LABEL,
     SecretView,
-    fingerprint,
 )
 from eventpipeline.api.common import parse_duration
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
@@ -285,11 +283,7 @@ class CredentialsStep:
 
 def _holds(secret: SecretView | None, username: str) -> bool:
     """Whether a Secret is unedited (its data matches the fingerprint written with it) and holds `username`."""
-    return (
-        secret is not None
-        and secret.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(secret.data)
-        and secret.data.get("username", secret.data.get("role")) == username
-    )
+    return secret is not None and secret.unedited() and secret.data.get("username", secret.data.get("role")) == username
 
 
 class ListenerHandoff:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError, SchemaIncompatibleError
-from eventpipeline.adapters.kube import FINGERPRINT_ANNOTATION, PIPELINE_LABEL, PRINCIPAL_LABEL, SecretView
-from eventpipeline.adapters.kube import fingerprint as secret_fingerprint
+from eventpipeline.adapters.kube import PIPELINE_LABEL, PRINCIPAL_LABEL
 from eventpipeline.api.claim import SchemaVersionRecord
-from eventpipeline.api.pipeline import LISTENER_PRINCIPAL, SchemaSpec, SchemaStatus
+from eventpipeline.api.pipeline import LISTENER_PRINCIPAL, SCHEMA_DEFINITION_MAX_LENGTH, SchemaSpec, SchemaStatus
 from eventpipeline.planning import naming
 from eventpipeline.planning.clock import iso
 from eventpipeline.planning.schema import (
@@ -137,7 +136,17 @@ class SchemaStep:
                 "SchemaDefinitionMissing",
                 f"ConfigMap {namespace}/{ref.name} has no key {ref.key}; create it or fix schema.configMapRef",
             )
-        return data[ref.key]
+        text = data[ref.key]
+        # The same bound as an inline definition: every registered version also travels in the
+        # listener's hand-off Secret, which the API server caps at 1 MiB.
+        if len(text) > SCHEMA_DEFINITION_MAX_LENGTH:
+            raise self._run.fail(
+                CONDITION,
+                "SchemaDefinitionTooLong",
+                f"key {ref.key} of ConfigMap {namespace}/{ref.name} holds {len(text)} characters, more than the "
+                f"{SCHEMA_DEFINITION_MAX_LENGTH} a schema may have (inline or from a ConfigMap); shorten it",
+            )
+        return text
 
     def _claim(self, subject: str, observed: ObservedSchemas) -> StoredClaim:
         """The pipeline's claim on the subject; one that exists without a claim was not made for it."""
@@ -230,13 +239,9 @@ class SchemaStep:
             name = naming.secret_name(pipeline.name, producer.name)
             found = self._cluster.read_secret(pipeline.namespace, name)
             # Only an intact Secret of this pipeline: an edited one is the credentials part's to repair.
-            if found is None or not found.owned_by(pipeline.uid) or not _intact(found):
+            if found is None or not found.owned_by(pipeline.uid) or not found.unedited():
                 continue
             if all(found.data.get(key) == value for key, value in settings.items()):
                 continue
             labels = {PIPELINE_LABEL: pipeline.name, PRINCIPAL_LABEL: producer.name}
             self._cluster.write_secret(pipeline.namespace, name, {**found.data, **settings}, pipeline.owner, labels)
-
-
-def _intact(secret: SecretView) -> bool:
-    return secret.annotations.get(FINGERPRINT_ANNOTATION) == secret_fingerprint(secret.data)
