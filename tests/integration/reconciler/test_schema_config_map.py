@@ -1,6 +1,7 @@
 """A JSON Schema given through `spec.schema.configMapRef`, on the real stack (Kafka with Apicurio):
 read from the pipeline's own namespace only, registered as JSON, a changed ConfigMap picked up
-without touching the pipeline, and a ConfigMap of another namespace never read."""
+without touching the pipeline, a ConfigMap of another namespace never read, and a ConfigMap's schema
+held to the same length bound as an inline one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from kubernetes import client
 
+from eventpipeline.api.pipeline import SCHEMA_DEFINITION_MAX_LENGTH
 from tests.integration.conftest import OPEN_DAG
 from tests.integration.reconciler.test_schema_kafka import TIMEOUT, schema_status, versions, wait_version
 from tests.integration.support import Kube, eventually, fresh_namespace
@@ -116,3 +118,21 @@ def test_a_config_map_of_another_namespace_is_never_read(
         timeout=TIMEOUT,
         what="Ready=False on the pipeline without its schema",
     )
+
+
+@pytest.mark.usefixtures("operator")
+def test_a_config_map_schema_longer_than_an_inline_one_may_be_is_refused(
+    kube: Kube, namespace: str, registry: httpx.Client
+) -> None:
+    """A ConfigMap holds up to 1 MiB; the schema in it is held to the inline bound like `definition` is
+    (Apicurio took a 400 KiB one before)."""
+    padded = {**V1, "description": "x" * SCHEMA_DEFINITION_MAX_LENGTH}
+    kube.core.create_namespaced_config_map(namespace, config_map("big-schema", padded))
+    kube.create_pipeline(namespace, "big", spec({"name": "big-schema", "key": KEY}))
+    condition = kube.wait_condition(
+        namespace, "big", "SchemaReady", "False", reason="SchemaDefinitionTooLong", timeout=TIMEOUT
+    )
+    assert (
+        f"{namespace}/big-schema" in condition["message"] and str(SCHEMA_DEFINITION_MAX_LENGTH) in condition["message"]
+    )
+    assert versions(registry, f"{namespace}.big-value") == []

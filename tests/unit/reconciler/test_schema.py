@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from eventpipeline.adapters.errors import SchemaIncompatibleError, UnavailableError
+from eventpipeline.api.pipeline import SCHEMA_DEFINITION_MAX_LENGTH
 from eventpipeline.planning import naming
 from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
 from eventpipeline.reconciler.pipeline import PipelineReconciler
@@ -230,6 +231,21 @@ def test_a_definition_from_a_config_map_is_registered_once_the_config_map_exists
     assert isinstance(cluster, ConfigMapCluster)
     cluster.config_maps[("shop", "order-schema")] = {"order.avsc": V1}
     world.reconcile("shop", "orders")
+    assert registry.subjects[SUBJECT] == {1: (1, V1)}
+
+
+def test_a_config_map_definition_longer_than_an_inline_one_may_be_is_refused_and_the_registered_one_stays() -> None:
+    world, registry = _world()
+    body = spec(schema={"type": "AVRO", "configMapRef": {"name": "order-schema", "key": "order.avsc"}})
+    cluster = world.cluster
+    assert isinstance(cluster, ConfigMapCluster)
+    cluster.config_maps[("shop", "order-schema")] = {"order.avsc": V1}
+    world.apply("shop", "orders", body)
+    world.reconcile("shop", "orders")
+    padded = V1[:-1] + ',"doc":"' + "x" * SCHEMA_DEFINITION_MAX_LENGTH + '"}'
+    cluster.config_maps[("shop", "order-schema")] = {"order.avsc": padded}
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "SchemaReady") == ("False", "SchemaDefinitionTooLong")
     assert registry.subjects[SUBJECT] == {1: (1, V1)}
 
 
