@@ -103,6 +103,15 @@ def kafka_connection(
     return {"connection_id": connection_id, "conn_type": "kafka", "extra": json.dumps(extra, sort_keys=True)}
 
 
+def with_registry(payload: dict[str, Any], registry: Mapping[str, str]) -> dict[str, Any]:
+    """A connection payload whose `extra` also says where the schema registry is (a Kafka pipeline
+    with a schema: the same settings its producer Secrets carry, read by the provider's serializer)."""
+    if not registry:
+        return payload
+    extra = json.loads(payload.get("extra") or "{}") | dict(registry)
+    return {**payload, "extra": json.dumps(extra, sort_keys=True)}
+
+
 def pulsar_connection(connection_id: str, endpoint: PulsarEndpoint, role: str, token: SecretStr) -> dict[str, Any]:
     """A generic connection: host = service URL, password = token; `ca.crt` in extra with a TLS URL and a CA."""
     extra = {"serviceUrl": endpoint.service_url}

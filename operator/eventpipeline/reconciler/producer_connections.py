@@ -27,7 +27,7 @@ from eventpipeline.planning.producer_connections import (
     to_withdraw,
 )
 from eventpipeline.planning.reference_policy import NAMESPACED_REFERENCES_DISABLED, namespaced_reference_refusal
-from eventpipeline.planning.secrets import fingerprint, secret_credential
+from eventpipeline.planning.secrets import fingerprint, secret_credential, with_registry
 from eventpipeline.reconciler.claims import ClaimBook
 from eventpipeline.reconciler.connection import ConnectionConflictError, claim_connection
 from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
@@ -140,8 +140,9 @@ class ProducerConnectionsStep:
         issued = credentials.issued_data(item.secret_name)
         if issued is not None:
             credential = secret_credential(issued)
-            payload = self._broker.backend.connection_payload(
-                connection.connection_id, record.username, credential, None
+            payload = with_registry(
+                self._broker.backend.connection_payload(connection.connection_id, record.username, credential, None),
+                self._registry_settings(),
             )
             target.connections.put(payload)
             first = claim.spec.holds is None
@@ -165,6 +166,15 @@ class ProducerConnectionsStep:
             )
         )
         return False
+
+    def _registry_settings(self) -> dict[str, str]:
+        """A pipeline with a schema on Kafka: where the registry is, as producer Secrets say it (a
+        Pulsar client asks the broker itself: nothing). Written with the credential, so a schema
+        added later reaches an existing connection with the next generation."""
+        if self._run.pipeline.spec.schema_ is None:
+            return {}
+        schemas = self._broker.schemas
+        return schemas.client_settings() if schemas is not None else {}
 
     def _claim(self, connection: ProducerConnection, target: AirflowTarget) -> StoredClaim | None:
         try:

@@ -1,10 +1,16 @@
-"""PublishToTopicOperator on a Pulsar pipeline with a schema, on the real stack.
+"""PublishToTopicOperator on pipelines with a schema, on the real stack (Kafka and Pulsar).
 
-The operator uploads the pipeline's Avro schema to Pulsar's registry, enforces it on the topic and
-forbids automatic updates: the broker takes messages only from a producer that declares exactly
-that schema. The provider asks the broker for the topic's schema, encodes the task's value with it
-and declares it; the message arrives with the schema version, and the listener's own decoder reads
-it back. A value that does not fit the schema fails the task before anything reaches the topic.
+Pulsar: the operator uploads the pipeline's Avro schema to Pulsar's registry, enforces it on the
+topic and forbids automatic updates: the broker takes messages only from a producer that declares
+exactly that schema. The provider asks the broker for the topic's schema, encodes the task's value
+with it and declares it; the message arrives with the schema version.
+
+Kafka: the operator registers the schema in the broker's registry (Apicurio) and writes the
+registry's URL into the Airflow producer's connection, as into producer Secrets; the provider
+encodes in the Confluent wire format with the registered id.
+
+Either way the listener's own decoder reads the dict back, and a value that does not fit the schema
+fails the task before anything reaches the topic.
 """
 
 from __future__ import annotations
@@ -18,10 +24,10 @@ import pytest
 from eventpipeline.listener.decoding import Decoder
 from eventpipeline.listener.pulsar_source import schema_version
 from eventpipeline.planning.delivery import Message
-from eventpipeline.planning.schema_versions import SchemaVersion
+from eventpipeline.planning.schema_versions import SchemaVersion, split_wire_format
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
-from tests.integration.provider.conftest import install_dag, read_pulsar, start_run, task_log, wait_run
+from tests.integration.provider.conftest import install_dag, read_kafka, read_pulsar, start_run, task_log, wait_run
 from tests.integration.provider.test_publish import PUBLISH_DAG
 from tests.integration.support import Kube, eventually
 
@@ -35,11 +41,13 @@ RESULT_SCHEMA = json.dumps({
 }, separators=(",", ":"))  # fmt: skip
 
 
-def test_a_dag_publishes_a_dict_to_a_pulsar_avro_pipeline_and_a_bad_value_fails_the_task(
-    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
-) -> None:
+def _publish_bad_then_good(
+    kube: Kube, airflow: AirflowApi, namespace: str, broker: str, result: dict[str, Any]
+) -> tuple[dict[str, Any], Any]:
+    """A pipeline with RESULT_SCHEMA and an Airflow producer; a run with a value that does not fit
+    (it fails, with the reason in its log), then one with `result`; (status, the topic's first message)."""
     kube.create_pipeline(namespace, "results", {
-        "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
+        "brokerRef": {"kind": "ClusterBroker", "name": broker},
         "topic": {"partitions": 1, "deletionPolicy": "Delete"},
         "producers": [{"name": "dags", "secret": False, "airflowConnection": {"instanceRef": {"name": "local"}}}],
         "consumers": [{"name": "reader"}],
@@ -51,8 +59,8 @@ def test_a_dag_publishes_a_dict_to_a_pulsar_avro_pipeline_and_a_bad_value_fails_
         status = (kube.get_pipeline(namespace, "results") or {}).get("status") or {}
         return status if (status.get("schema") or {}).get("version") is not None else None
 
-    status = eventually(registered, timeout=120, interval=1, what="the schema registered in Pulsar")
-    topic, version = str(status["topic"]), int(status["schema"]["version"])
+    status = eventually(registered, timeout=120, interval=1, what="the schema registered")
+    topic = str(status["topic"])
     dag_id = f"publish_avro_{namespace.replace('-', '_')}"
     connection = f"{namespace}.results__dags"
     install_dag(airflow, dag_id, PUBLISH_DAG.format(dag_id=dag_id, connection=connection, topic=topic))
@@ -64,15 +72,37 @@ def test_a_dag_publishes_a_dict_to_a_pulsar_avro_pipeline_and_a_bad_value_fails_
     reason = "does not fit the pipeline's Avro schema"
     eventually(lambda: reason in task_log(airflow, dag_id, bad, "publish"), timeout=60, what=f"{reason!r} in the log")
 
-    result = {"order": 7, "nonce": uuid.uuid4().hex}
     good = start_run(airflow, dag_id, {"result": result, "key": "order-7"})
     assert wait_run(airflow, dag_id, good) == "success"
+    read = read_kafka if broker == "local-kafka" else read_pulsar
+    (first,) = read(kube, namespace, "results", topic, count=1)
+    return status, first
 
-    (raw,) = read_pulsar(kube, namespace, "results", topic, count=1)
+
+def test_a_dag_publishes_a_dict_to_a_pulsar_avro_pipeline_and_a_bad_value_fails_the_task(
+    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
+) -> None:
+    result = {"order": 7, "nonce": uuid.uuid4().hex}
+    status, raw = _publish_bad_then_good(kube, airflow, namespace, "local-pulsar", result)
+    version = int(status["schema"]["version"])
     assert raw.partition_key() == "order-7"
     assert schema_version(raw) == version  # written with the registered version
     # The listener's decoder, with the version the controller hands over, reads the dict back.
     decoder = Decoder([SchemaVersion(version=version, type="AVRO", definition=RESULT_SCHEMA)], "Pulsar")
-    message = Message(topic, 0, "0:0:0:-1", "run", b"order-7", raw.data(), (), None, schema_version=version)
+    message = Message(status["topic"], 0, "0:0:0:-1", "run", b"order-7", raw.data(), (), None, schema_version=version)
+    decoded = decoder.decode(message).decoded
+    assert decoded is not None and decoded.value == result
+
+
+def test_a_dag_publishes_a_dict_to_a_kafka_avro_pipeline_and_a_bad_value_fails_the_task(
+    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
+) -> None:
+    result = {"order": 8, "nonce": uuid.uuid4().hex}
+    status, raw = _publish_bad_then_good(kube, airflow, namespace, "local-kafka", result)
+    version, schema_id = int(status["schema"]["version"]), int(status["schema"]["id"])
+    assert raw.key() == b"order-7" and raw.offset() == 0
+    assert split_wire_format(raw.value())[0] == schema_id  # the Confluent wire format, the registered id
+    decoder = Decoder([SchemaVersion(version=version, id=schema_id, type="AVRO", definition=RESULT_SCHEMA)], "Kafka")
+    message = Message(status["topic"], 0, "0", "run", b"order-7", raw.value(), (), None, offset=0)
     decoded = decoder.decode(message).decoded
     assert decoded is not None and decoded.value == result

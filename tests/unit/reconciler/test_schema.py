@@ -266,3 +266,19 @@ def test_a_rotated_listener_credential_keeps_the_schemas_handed_over_while_the_r
     assert world.cluster.data(*handoff)["username"] != first  # the listener's credential rotated
     # The listener keeps decoding with the versions registered: the new credential did not drop them.
     assert [(entry["version"], entry["id"]) for entry in _handed(world)] == [(1, 1)]
+
+
+def test_an_airflow_producer_connection_names_the_registry_as_producer_secrets_do() -> None:
+    world, _ = _world()
+    producer = {"name": "results", "secret": False,
+                "airflowConnection": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "main"}}}  # fmt: skip
+    schema = {"type": "AVRO", "definition": V1, "compatibility": "BACKWARD"}
+    world.apply("shop", "orders", spec(producers=[producer], schema=schema))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "ProducerConnectionsReady") == ("True", "ConnectionsInSync")
+    connection = world.connections.items["shop.orders__results"]
+    assert json.loads(connection["extra"])["schema.registry.url"] == "http://registry"
+    # Without a schema the connection is the broker's alone.
+    world.apply("shop", "plain", spec(producers=[producer]))
+    world.reconcile("shop", "plain")
+    assert "extra" not in world.connections.items["shop.plain__results"]
