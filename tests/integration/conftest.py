@@ -7,7 +7,9 @@ integration test errors with that component's log tail.
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,3 +159,25 @@ def namespace(kube: Kube) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (the controller-manager finishes it)."""
     with fresh_namespace(kube) as name:
         yield name
+
+
+@pytest.fixture
+def airflow_api_server() -> Iterator[int]:
+    """The pid (group leader) of the stack's Airflow api-server; SIGCONT'ed whatever happens, so a
+    test may SIGSTOP it (the API server stops answering; requests hang)."""
+    record = json.loads((Layout.from_environment().pid_dir / "airflow-api-server.json").read_text())
+    pid = int(record["pid"])
+    yield pid
+    os.killpg(pid, signal.SIGCONT)
+
+
+@pytest.fixture
+def pulsar_admin(stack: devstack.StackInfo) -> Iterator[httpx.Client]:
+    """Pulsar's admin REST API as the stack's admin (the test's own eyes on the broker)."""
+    exports = stack.exports
+    with httpx.Client(
+        base_url=exports["PULSAR_ADMIN_URL"],
+        headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
+        timeout=15,
+    ) as client:
+        yield client

@@ -6,7 +6,6 @@ The scenarios that are the same on both brokers run once per broker (`broker_cas
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 
 from eventpipeline_devenv.airflow_api import write_dag
-from eventpipeline_devenv.runtime import Layout
 from tests.integration.listener.broker_cases import BOTH, KAFKA, BrokerCase
 from tests.integration.listener.brokers import (
     kafka_committed,
@@ -252,15 +250,6 @@ def test_a_refused_message_goes_to_the_dead_letter_topic_while_another_pipeline_
         what="dead-lettered messages to be committed",
     )
     assert any(reason == "MessageDeadLettered" for _, reason, _ in kube.events(namespace, "poison"))
-
-
-@pytest.fixture
-def airflow_api_server() -> Iterator[int]:
-    """The pid (group leader) of the stack's Airflow api-server; SIGCONT'ed whatever happens."""
-    record = json.loads((Layout.from_environment().pid_dir / "airflow-api-server.json").read_text())
-    pid = int(record["pid"])
-    yield pid
-    os.killpg(pid, signal.SIGCONT)
 
 
 def test_an_airflow_outage_loses_nothing(harness: Harness, airflow_api_server: int) -> None:

@@ -24,9 +24,8 @@ from tests.integration.listener.brokers import (
 )
 from tests.integration.listener.conftest import Harness, listener_status, wait_ready
 
-# The refusing DAG and the frozen api-server are the dead-letter and outage scenarios' own.
+# The refusing DAG is the dead-letter scenario's own.
 from tests.integration.listener.test_messages_become_runs import (  # noqa: F401 - fixtures
-    airflow_api_server,
     spec,
     strict_dag_id,
 )
@@ -121,7 +120,7 @@ def test_a_message_too_large_for_the_dead_letter_producer_does_not_wedge_its_par
 
 def test_a_congested_airflow_gets_fewer_requests_and_status_says_so(
     harness: Harness,
-    airflow_api_server: int,  # noqa: F811 - the fixture imported above
+    airflow_api_server: int,
 ) -> None:
     h = harness
     topic, producer = start(h, "slow", h.dag_id, retry={"limit": 2, "backoff": "1s", "maxBackoff": "4s"})

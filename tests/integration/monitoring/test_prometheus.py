@@ -228,17 +228,6 @@ def test_top_renders_the_key_figures_of_both_pipelines(observed: Observed) -> No
     assert text.splitlines()[0].split()[:3] == ["PIPELINE", "LAG", "RUNS/S"]
 
 
-@pytest.fixture
-def airflow_api_server() -> Iterator[int]:
-    """The pid (group leader) of this stack's Airflow api-server; SIGCONT'ed whatever happens."""
-    import json  # noqa: PLC0415
-
-    record = json.loads((Layout.from_environment().pid_dir / "airflow-api-server.json").read_text())
-    pid = int(record["pid"])
-    yield pid
-    os.killpg(pid, signal.SIGCONT)
-
-
 def test_lag_growing_fires_for_real_while_airflow_does_not_answer(observed: Observed, airflow_api_server: int) -> None:
     """The shipped rule, with a short `for:` through the chart's values (the shipped default is 15m)."""
     layout = Layout.from_environment()

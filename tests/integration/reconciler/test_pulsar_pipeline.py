@@ -3,7 +3,6 @@ Secrets, the Airflow connection, drift repair, partition growth and clean deleti
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,6 @@ from tests.integration.conftest import OPEN_DAG
 from tests.integration.support import Kube, eventually, pulsar_send
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
-TIMEOUT = 15
-
-
-@pytest.fixture
-def pulsar_admin(stack: Any) -> Iterator[httpx.Client]:
-    exports = stack.exports
-    with httpx.Client(
-        base_url=exports["PULSAR_ADMIN_URL"],
-        headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
-        timeout=TIMEOUT,
-    ) as client:
-        yield client
 
 
 def topic_path(namespace: str, pipeline: str) -> str:

@@ -5,56 +5,30 @@ incompatible change, drift repair, the hand-off, deletion."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pulsar
 import pytest
 from pulsar.schema import AvroSchema
 
-from eventpipeline.adapters.tls import pulsar_tls_options
-from eventpipeline.planning import naming
-from tests.integration.conftest import OPEN_DAG
-from tests.integration.support import Kube, eventually, pulsar_send
+from tests.integration.reconciler.schema_cases import V1, V2, V3, spec
+from tests.integration.support import (
+    Kube,
+    eventually,
+    handed_over_schemas,
+    pulsar_client,
+    pulsar_send,
+    schema_status,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 # Generous: the stack shares two cores with other work (a broker call can take many seconds).
 TIMEOUT = 240
 
-V1 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "int"}]}
-V2 = {
-    "type": "record",
-    "name": "Order",
-    "fields": [{"name": "id", "type": "int"}, {"name": "note", "type": "string", "default": ""}],
-}
-V3 = {"type": "record", "name": "Order", "fields": [{"name": "id", "type": "string"}]}
-
 
 def text(schema: dict[str, Any]) -> str:
     """The text the Python client sends for an Avro schema given as a dict (so both match byte for byte)."""
     return json.dumps(schema, indent=True)
-
-
-@pytest.fixture
-def pulsar_admin(stack: Any) -> Iterator[httpx.Client]:
-    exports = stack.exports
-    with httpx.Client(
-        base_url=exports["PULSAR_ADMIN_URL"],
-        headers={"Authorization": f"Bearer {exports['PULSAR_ADMIN_TOKEN']}"},
-        timeout=15,
-    ) as client:
-        yield client
-
-
-def spec(schema: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
-        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "checkout"}],
-        "schema": {"type": "AVRO", "definition": text(schema)},
-        "airflow": {"instanceRef": {"name": "local"}, "trigger": {"dagId": OPEN_DAG}},
-    }
 
 
 def registered(admin: httpx.Client, namespace: str, name: str) -> list[tuple[int, dict[str, Any]]]:
@@ -65,36 +39,15 @@ def registered(admin: httpx.Client, namespace: str, name: str) -> list[tuple[int
     return [(int(item["version"]), json.loads(item["data"])) for item in answer.json()["getSchemaResponses"]]
 
 
-def schema_status(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
-    body = kube.get_pipeline(namespace, name) or {}
-    return dict(body.get("status", {}).get("schema") or {})
-
-
-def handed_over(kube: Kube, namespace: str, name: str) -> list[dict[str, Any]]:
-    secret = kube.secret(naming.DEFAULT_LISTENER_NAMESPACE, naming.listener_secret_name(namespace, name)) or {}
-    return list(json.loads(secret.get("schemas.json", "[]")))
-
-
 def produce_with_schema(
     secret: dict[str, str], topic: str, schema: dict[str, Any], value: dict[str, Any]
 ) -> Exception | None:
     """Publish one Avro message with the producer Secret's token; the client's exception, or None."""
-    tls_options, trust = pulsar_tls_options(secret["serviceUrl"], secret.get("ca.crt"))
-    client = pulsar.Client(
-        secret["serviceUrl"],
-        authentication=pulsar.AuthenticationToken(secret["token"]),
-        operation_timeout_seconds=10,
-        logger=pulsar.ConsoleLogger(pulsar.LoggerLevel.Error),
-        **tls_options,
-    )
-    try:
-        client.create_producer(topic, schema=AvroSchema(None, schema_definition=schema)).send(value)
-    except Exception as error:  # the caller asserts on whatever the client raised
-        return error
-    finally:
-        client.close()
-        if trust is not None:
-            trust.remove()
+    with pulsar_client(secret) as client:
+        try:
+            client.create_producer(topic, schema=AvroSchema(None, schema_definition=schema)).send(value)
+        except Exception as error:  # the caller asserts on whatever the client raised
+            return error
     return None
 
 
@@ -103,7 +56,7 @@ def test_pulsar_schema_is_registered_enforced_evolved_refused_and_repaired(
 ) -> None:
     topic = f"persistent://eventpipeline/{namespace}/{namespace}.orders"
     topic_path = f"/admin/v2/persistent/eventpipeline/{namespace}/{namespace}.orders"
-    kube.create_pipeline(namespace, "orders", spec(V1))
+    kube.create_pipeline(namespace, "orders", spec("local-pulsar", text(V1)))
     kube.wait_condition(namespace, "orders", "SchemaReady", "True", timeout=TIMEOUT)
 
     # Registered on the topic, with the topic's policies and the namespace's automatic updates off.
@@ -115,7 +68,7 @@ def test_pulsar_schema_is_registered_enforced_evolved_refused_and_repaired(
     assert status["version"] == 0 and status["subject"] == topic and "id" not in status
     assert isinstance(status["history"][0]["dagVersion"], int), status
     eventually(
-        lambda: [(e["version"], e["id"]) for e in handed_over(kube, namespace, "orders")] == [(0, None)],
+        lambda: [(e["version"], e["id"]) for e in handed_over_schemas(kube, namespace, "orders")] == [(0, None)],
         timeout=TIMEOUT,
         what="schemas.json in the listener's hand-off",
     )
@@ -132,7 +85,7 @@ def test_pulsar_schema_is_registered_enforced_evolved_refused_and_repaired(
     assert registered(pulsar_admin, namespace, "orders") == [(0, V1), (1, V2)]
     assert produce_with_schema(secret, topic, V2, {"id": 2, "note": "n"}) is None
     eventually(
-        lambda: [e["version"] for e in handed_over(kube, namespace, "orders")] == [0, 1],
+        lambda: [e["version"] for e in handed_over_schemas(kube, namespace, "orders")] == [0, 1],
         timeout=TIMEOUT,
         what="both versions in the hand-off",
     )
