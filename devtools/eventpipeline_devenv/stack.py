@@ -132,13 +132,7 @@ def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None, with
     install(layout, report, names)
     info = StackInfo(components=[])
     try:
-        for name in names:
-            component = load_component(name)
-            report.step(name, f"starting {name} {component.version}")
-            info.exports.update(component.start(layout, report))
-            info.components.append(name)
-            _write_stack(layout, info)
-            report.step(name, "healthy")
+        _start(layout, report, info, names)
         if "kube" in info.components:
             register(layout, report, info.exports)
     except BaseException:
@@ -151,6 +145,12 @@ def up(layout: Layout, report: Reporter, only: Sequence[str] | None = None, with
 def _add(layout: Layout, report: Reporter, info: StackInfo, names: Sequence[str]) -> StackInfo:
     report.step("stack", f"adding {', '.join(names)} to the running stack")
     install(layout, report, names)
+    _start(layout, report, info, names)
+    return info
+
+
+def _start(layout: Layout, report: Reporter, info: StackInfo, names: Sequence[str]) -> None:
+    """Start the components in order; each goes into the stack file as soon as it is healthy."""
     for name in names:
         component = load_component(name)
         report.step(name, f"starting {name} {component.version}")
@@ -158,7 +158,6 @@ def _add(layout: Layout, report: Reporter, info: StackInfo, names: Sequence[str]
         info.components.append(name)
         _write_stack(layout, info)
         report.step(name, "healthy")
-    return info
 
 
 def _reset_state(layout: Layout) -> None:
