@@ -30,26 +30,29 @@ ORDERS_PRODUCER_SECRET = f"{ORDERS}.checkout.credentials"
 ITEMS = (["book", "pen"], ["lamp"], ["book", "book", "lamp"])
 
 
-def _apply(custom: client.CustomObjectsApi, namespace: str, path: Path, report: Reporter) -> str:
+def apply_pipeline(
+    custom: client.CustomObjectsApi, namespace: str, path: Path, report: Reporter, step: str = "chain"
+) -> str:
+    """Create the EventPipeline of an example file in `namespace` (left as it is if it exists); its name."""
     body = yaml.safe_load(path.read_text())
     name = str(body["metadata"]["name"])
     try:
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", body)
-        report.step("chain", f"applied {path.name} → EventPipeline {namespace}/{name}")
+        report.step(step, f"applied {path.name} → EventPipeline {namespace}/{name}")
     except ApiException as error:
         if error.status != 409:
             raise
-        report.step("chain", f"EventPipeline {namespace}/{name} exists already")
+        report.step(step, f"EventPipeline {namespace}/{name} exists already")
     return name
 
 
-def _status(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
+def pipeline_status(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
     body = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "eventpipelines", name))
     return dict(body.get("status") or {})
 
 
-def _ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> bool:
-    conditions = _status(custom, namespace, name).get("conditions", [])
+def pipeline_ready(custom: client.CustomObjectsApi, namespace: str, name: str) -> bool:
+    conditions = pipeline_status(custom, namespace, name).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
@@ -87,13 +90,13 @@ def run_chain(layout: Layout, report: Reporter, examples: Path, exports: Mapping
                    what=f"Airflow to list DAG {dag_id}")  # fmt: skip
     report.step("chain", f"wrote DAGs {ENRICH_DAG} and {RECORD_DAG} (they import the provider)")
     for path in sorted((examples / "chain").glob("*.yaml")):
-        _apply(custom, namespace, path, report)
+        apply_pipeline(custom, namespace, path, report)
     for name in (ORDERS, RESULTS):
-        wait_until("chain", functools.partial(_ready, custom, namespace, name), timeout=180,
+        wait_until("chain", functools.partial(pipeline_ready, custom, namespace, name), timeout=180,
                    what=f"{name} to be Ready", log_path=layout.log_path("operator"))  # fmt: skip
     report.step("chain", f"{RESULTS}'s Airflow producer: connection {namespace}.{RESULTS}__enricher, no Secret")
     before = {dag_id: set(_runs(airflow, dag_id)) for dag_id in (ENRICH_DAG, RECORD_DAG)}
-    topic = str(_status(custom, namespace, ORDERS)["topic"])
+    topic = str(pipeline_status(custom, namespace, ORDERS)["topic"])
     numbers = _produce_orders(core, namespace, topic, tag)
     report.step("chain", f"produced orders {', '.join(numbers)} to {topic}")
     for dag_id in (ENRICH_DAG, RECORD_DAG):

@@ -13,18 +13,17 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from eventpipeline.adapters.kube import decode_secret_data
-from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
-from eventpipeline.api.common import GROUP, VERSION
+from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning.secrets import CA_KEY
 from eventpipeline_devenv import chain, monitoring, stack
 from eventpipeline_devenv.airflow_api import AirflowApi, write_dag
+from eventpipeline_devenv.clients import kafka_settings
 from eventpipeline_devenv.prometheus import TARGETS_EXPORT, URL_EXPORT
 from eventpipeline_devenv.runtime import (
     ComponentError,
@@ -78,23 +77,8 @@ def _apply_pipelines(api: client.ApiClient, examples: Path, report: Reporter) ->
     except ApiException as error:
         if error.status != 409:
             raise
-    for file_name, name in PIPELINES.items():
-        body = yaml.safe_load((examples / file_name).read_text())
-        try:
-            custom.create_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", body)
-            report.step("demo", f"applied {file_name} → EventPipeline {DEMO_NAMESPACE}/{name}")
-        except ApiException as error:
-            if error.status != 409:
-                raise
-            report.step("demo", f"EventPipeline {DEMO_NAMESPACE}/{name} exists already")
-
-
-def _ready(custom: client.CustomObjectsApi, name: str) -> bool:
-    body = cast(
-        dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name)
-    )
-    conditions = body.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+    for file_name in PIPELINES:
+        chain.apply_pipeline(custom, DEMO_NAMESPACE, examples / file_name, report, step="demo")
 
 
 def _secret(core: client.CoreV1Api, name: str) -> dict[str, str]:
@@ -107,10 +91,7 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
     from confluent_kafka import Producer  # noqa: PLC0415
 
     for name, producer_name in (("orders", "checkout"), ("payments", "billing")):
-        body = cast(
-            dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, DEMO_NAMESPACE, "eventpipelines", name)
-        )
-        topic = body["status"]["topic"]
+        topic = chain.pipeline_status(custom, DEMO_NAMESPACE, name)["topic"]
         secret = _secret(core, f"{name}.{producer_name}.credentials")
         payloads = [f'{{"pipeline": "{name}", "n": {n}, "at": {time.time():.3f}}}'.encode() for n in range(messages)]
         if "token" in secret:
@@ -130,16 +111,7 @@ def _produce(core: client.CoreV1Api, custom: client.CustomObjectsApi, messages: 
                 if trust is not None:
                     trust.remove()
         else:
-            kafka = Producer(
-                {
-                    "bootstrap.servers": secret["bootstrap.servers"],
-                    "security.protocol": secret["security.protocol"],
-                    "sasl.mechanism": secret["sasl.mechanism"],
-                    "sasl.username": secret["username"],
-                    "sasl.password": secret["password"],
-                    **kafka_tls_settings(secret),
-                }
-            )
+            kafka = Producer(kafka_settings(secret))
             for payload in payloads:
                 kafka.produce(topic, payload)
             if kafka.flush(30):
@@ -169,7 +141,7 @@ def run_demo(layout: Layout, report: Reporter, examples: Path, messages: int, wi
         report.step("demo", f"waiting for EventPipeline {DEMO_NAMESPACE}/{name} to be Ready")
         wait_until(
             "demo",
-            functools.partial(_ready, custom, name),
+            functools.partial(chain.pipeline_ready, custom, DEMO_NAMESPACE, name),
             timeout=180,
             what=f"{name} to be Ready",
             log_path=layout.log_path("operator"),
