@@ -162,6 +162,15 @@ def message_conf(
     return conf
 
 
+def with_decoded_value(conf: Mapping[str, Any], version: int, value: Any) -> dict[str, Any]:
+    """The conf of a message read with the schema version it was written with, as the listener
+    writes it: `value` the decoded object, `schema` the version (Pulsar versions have no id)."""
+    decoded = {key: item for key, item in conf.items() if key != "valueEncoding"}
+    decoded["value"] = value
+    decoded["schema"] = {"version": version, "id": None}
+    return decoded
+
+
 def _text_or_base64(data: bytes | None) -> tuple[str | None, str]:
     # Same rule as the listener: NUL-free UTF-8 stays text (PostgreSQL's JSON refuses \u0000).
     if data is None:

@@ -13,9 +13,14 @@ message then carries the schema version a consumer decodes it with.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import math
+import uuid
 from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
 from typing import Any
 
 import jsonschema
@@ -120,3 +125,50 @@ def encode_for_pulsar(value: Any, schema: TopicSchema) -> bytes:
     raise PublishError(
         f"the topic's {schema.schema_type} schema is not supported: publish bytes you encoded (serializer='bytes')"
     )
+
+
+def json_safe(value: Any) -> Any:
+    """A decoded value as JSON Airflow can keep, by the listener's rules (the provider cannot import
+    the operator): bytes as base64, decimals as exact text, timestamps RFC 3339 in UTC, dates, times
+    and UUIDs as text, NaN and infinities as text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        return value if not math.isinf(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    raise ValueError(f"the value holds a {type(value).__name__}, which has no JSON form")
+
+
+def decode_pulsar_value(payload: bytes, schema: TopicSchema) -> Any:
+    """A Pulsar message's value read with the schema version it was written with, as JSON (the
+    trigger's events carry it as the listener's runs do); ValueError when it cannot be read."""
+    if schema.schema_type == "AVRO":
+        import fastavro  # noqa: PLC0415 - as in _avro
+
+        stream = io.BytesIO(payload)
+        try:
+            value = fastavro.schemaless_reader(stream, fastavro.parse_schema(json.loads(schema.definition)), None)
+        except Exception as error:  # EOFError, StopIteration, UnicodeDecodeError, …: what a bad payload gives
+            raise ValueError(f"the payload is not Avro of the schema: {type(error).__name__}: {error}") from error
+        if stream.tell() != len(payload):
+            raise ValueError("the payload is not Avro of the schema: bytes left after the record")
+        return json_safe(value)
+    if schema.schema_type == "JSON":
+        return json.loads(payload)
+    raise ValueError(f"{schema.schema_type} payloads are not decoded")

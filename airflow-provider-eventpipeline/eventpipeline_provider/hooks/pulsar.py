@@ -120,10 +120,12 @@ class PulsarHook(BaseHook):
             self._client = pulsar.Client(settings.service_url, **options)
         return self._client
 
-    def _topic_schema_once(self, topic: str) -> TopicSchema | None:
+    def schema_of(self, topic: str, version: int = LATEST_SCHEMA) -> TopicSchema | None:
+        """A schema version the broker holds for the topic (the newest by default), exactly as
+        stored; None without one. A refused credential raises CredentialRefusedError."""
         try:
             # pulsar-client wraps the lookup only inside its own schemas: call the client it wraps.
-            info = self.get_conn()._client.get_schema_info(topic, LATEST_SCHEMA)
+            info = self.get_conn()._client.get_schema_info(topic, version)
         except pulsar.TopicNotFound:
             return None  # the broker's answer for a topic without a schema
         except REFUSALS as error:
@@ -137,7 +139,7 @@ class PulsarHook(BaseHook):
 
     def topic_schema(self, topic: str) -> TopicSchema | None:
         """The newest schema the broker holds for the topic, exactly as stored; None without one."""
-        return self._again_after_refusal(lambda: self._topic_schema_once(topic))
+        return self._again_after_refusal(lambda: self.schema_of(topic))
 
     def _producer(self, topic: str, timeout: float, schema: TopicSchema | None) -> pulsar.Producer:
         producer = self._producers.get((topic, schema))

@@ -10,11 +10,16 @@ redelivery finds the run and makes no second one (exactly one run per message).
 
 In a deferrable sensor (`run()`), the trigger does not acknowledge at all: it hands the message
 id to the task, which acknowledges when it resumes (see `sensors/pulsar.py`).
+
+On a topic with a schema, a message is decoded with the version it was written with (asked of the
+broker once per version), so the event carries the decoded object and `schema`, as the listener's
+runs do; a message that cannot be decoded is passed on as it came.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,8 +30,10 @@ from airflow.triggers.shared_stream import AdvanceItem, SharedStreamProducer
 
 from eventpipeline_provider.connections import PulsarSettings
 from eventpipeline_provider.hooks.pulsar import PulsarHook
-from eventpipeline_provider.message import message_conf
+from eventpipeline_provider.message import message_conf, with_decoded_value
+from eventpipeline_provider.schemas import TopicSchema, decode_pulsar_value
 
+log = logging.getLogger(__name__)
 CLASSPATH = "eventpipeline_provider.triggers.pulsar.PulsarMessageTrigger"
 RECEIVE_TIMEOUT_MS = 1000
 # A message whose event was not stored comes back after this delay (Pulsar's default is 60 s).
@@ -55,6 +62,33 @@ def message_payload(message: pulsar.Message) -> dict[str, Any]:
     )
     conf["ackId"] = message_id.serialize().hex()
     return conf
+
+
+class Decoding:
+    """Decodes the messages of a topic with a schema, with each version fetched once from the broker."""
+
+    def __init__(self, hook: PulsarHook) -> None:
+        self._hook = hook
+        self._versions: dict[int, TopicSchema | None] = {}
+
+    async def payload(self, message: pulsar.Message) -> dict[str, Any]:
+        payload = message_payload(message)
+        version = int(message._message.int_schema_version())  # the wrapped message has it as a number
+        data = message.data()
+        if version < 0 or data is None:
+            return payload  # written without a schema
+        if version not in self._versions:
+            # In a thread, without re-reading the connection (which the triggerer must do on its loop).
+            self._versions[version] = await asyncio.to_thread(self._hook.schema_of, str(message.topic_name()), version)
+        schema = self._versions[version]
+        if schema is None or schema.schema_type not in ("AVRO", "JSON"):
+            return payload
+        try:
+            value = decode_pulsar_value(data, schema)
+        except ValueError as error:
+            log.warning("message %s: not decoded with schema version %s: %s", payload.get("messageId"), version, error)
+            return payload
+        return with_decoded_value(payload, version, value)
 
 
 async def _subscribe(hook: PulsarHook, topic: str, subscription: str) -> pulsar.Consumer:
@@ -96,10 +130,11 @@ class PulsarStreamProducer(SharedStreamProducer):
     async def open_stream(self) -> AsyncIterator[tuple[Any, Any]]:
         self._hook = PulsarHook(self.pulsar_conn_id)
         self._consumer = await _subscribe(self._hook, self.topic, self.subscription)
+        decoding = Decoding(self._hook)
         while True:
             message = await _receive(self._consumer)
             if message is not None:
-                yield message_payload(message), message.message_id()
+                yield await decoding.payload(message), message.message_id()
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
         """Acknowledge what every subscriber stored (or refused for good); redeliver the rest."""
@@ -166,7 +201,8 @@ class PulsarMessageTrigger(BaseEventTrigger):
             while True:
                 message = await _receive(consumer)
                 if message is not None:
-                    yield TriggerEvent(message_payload(message))  # type: ignore[no-untyped-call]
+                    payload = await Decoding(hook).payload(message)
+                    yield TriggerEvent(payload)  # type: ignore[no-untyped-call]
                     return
         finally:
             await asyncio.to_thread(consumer.close)

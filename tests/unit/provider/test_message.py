@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from eventpipeline_provider.message import NotAMessageError, message_conf, message_from_conf
+from eventpipeline_provider.message import NotAMessageError, message_conf, message_from_conf, with_decoded_value
 
-from eventpipeline.planning.delivery import Message, asset_event_body, rfc3339_ms, run_conf
+from eventpipeline.planning.delivery import Decoded, Message, asset_event_body, rfc3339_ms, run_conf
+from eventpipeline.planning.schema_versions import SchemaRef
 
 
 def _message(
@@ -124,3 +125,27 @@ def test_the_pulsar_trigger_builds_the_same_conf_as_the_listener(
     assert listener.pop("eventId") == message.run_id
     assert trigger.pop("eventId") == message.position
     assert trigger == listener
+
+
+def test_a_message_the_trigger_decoded_has_the_listeners_conf() -> None:
+    record = {"order": 1, "note": "x"}
+    message = Message(
+        topic="persistent://eventpipeline/shop/shop.orders",
+        partition=0,
+        position="12:3:0:-1",
+        run_id="ep__shop.orders__12-3-0--1",
+        key=None,
+        value=b"\x02\x02x",
+        headers=(),
+        timestamp_ms=1_790_000_000_123,
+        schema_version=4,
+        decoded=Decoded(SchemaRef(4, None), record),
+    )
+    listener = run_conf(message, "Pulsar")
+    raw = message_conf(message.topic, 0, None, message.value, {}, message_id=message.position,
+                       timestamp=rfc3339_ms(1_790_000_000_123))  # fmt: skip
+    trigger = with_decoded_value(raw, 4, record)
+    assert trigger.pop("eventId") == message.position
+    assert trigger == listener
+    read = message_from_conf(trigger)
+    assert (read.value, read.schema_version, read.json()) == (record, 4, record)

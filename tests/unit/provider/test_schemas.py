@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import fastavro
 import pytest
@@ -11,12 +13,15 @@ from eventpipeline_provider.errors import PublishError
 from eventpipeline_provider.schemas import (
     RegisteredSchema,
     TopicSchema,
+    decode_pulsar_value,
     encode_for_pulsar,
     encode_with_schema,
     kafka_subject,
 )
 
-from eventpipeline.planning.schema_versions import split_wire_format
+from eventpipeline.listener.decoding import Decoder
+from eventpipeline.planning.delivery import Message
+from eventpipeline.planning.schema_versions import SchemaVersion, split_wire_format
 
 ORDER_AVRO = json.dumps({
     "type": "record", "name": "Order",
@@ -90,3 +95,27 @@ def test_a_pulsar_json_schema_is_an_avro_record_the_value_is_checked_against() -
 def test_other_pulsar_schema_types_say_to_publish_bytes() -> None:
     with pytest.raises(PublishError, match="serializer='bytes'"):
         encode_for_pulsar({"a": 1}, TopicSchema("PROTOBUF_NATIVE", "…"))
+
+
+def test_the_trigger_decodes_a_pulsar_avro_payload_as_the_listener_does() -> None:
+    schema = json.dumps({
+        "type": "record", "name": "R",
+        "fields": [
+            {"name": "order", "type": "string"}, {"name": "blob", "type": "bytes"},
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 5, "scale": 2}},
+        ],
+    })  # fmt: skip
+    record = {"order": "o-9", "blob": b"\x00\x01", "at": datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+              "price": Decimal("12.30")}  # fmt: skip
+    payload = io.BytesIO()
+    fastavro.schemaless_writer(payload, fastavro.parse_schema(json.loads(schema)), record)
+    decoded = decode_pulsar_value(payload.getvalue(), TopicSchema("AVRO", schema))
+    version = SchemaVersion(version=0, type="AVRO", definition=schema)
+    message = Message("t", 0, "1:1:0:-1", "r", None, payload.getvalue(), (), None, schema_version=0)
+    listener = Decoder([version], "Pulsar").decode(message).decoded
+    assert listener is not None and decoded == listener.value
+    assert decoded == {"order": "o-9", "blob": "AAE=", "at": "2026-11-30T12:00:00Z", "price": "12.30"}
+    with pytest.raises(ValueError, match="not Avro of the schema"):
+        decode_pulsar_value(payload.getvalue() + b"\x00", TopicSchema("AVRO", schema))
+    assert decode_pulsar_value(b'{"order": "o-1"}', TopicSchema("JSON", ORDER_JSON)) == {"order": "o-1"}
