@@ -28,7 +28,7 @@ from eventpipeline.planning import naming
 from eventpipeline_devenv.airflow_api import AirflowApi
 from eventpipeline_devenv.runtime import Layout, restart_process
 from tests.integration.conftest import OperatorProcess
-from tests.integration.provider.conftest import FINISHED, install_dag, xcom
+from tests.integration.provider.conftest import FINISHED, PULSAR_RESULTS, install_dag, ready_pipeline, xcom
 from tests.integration.support import Kube, eventually, pulsar_client, pulsar_send
 
 WATCHER_DAG = """\
@@ -104,16 +104,7 @@ def _send_paced(kube: Kube, namespace: str, topic: str, numbers: range, failures
 def test_the_pulsar_trigger_turns_each_message_into_one_asset_event_across_a_triggerer_restart(
     kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
 ) -> None:
-    kube.create_pipeline(namespace, "results", {
-        "brokerRef": {"kind": "ClusterBroker", "name": "local-pulsar"},
-        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
-        "producers": [{"name": "app"}],
-        "airflow": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "local"}},
-    })  # fmt: skip
-    kube.wait_condition(namespace, "results", "Ready", "True", timeout=180)
-    body = kube.get_pipeline(namespace, "results")
-    assert body is not None
-    topic = str(body["status"]["topic"])
+    topic = ready_pipeline(kube, namespace, PULSAR_RESULTS)
     dag_id = f"watch_{namespace.replace('-', '_')}"
     asset = f"pulsar-{namespace}"
     connection = naming.connection_id(namespace, "results", None)
