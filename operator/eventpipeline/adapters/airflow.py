@@ -151,6 +151,20 @@ class AirflowConnections(_AirflowApi):
             self._call("POST", "/api/v2/connections", action, missing_ok=False, json=payload)
 
     @counted("airflow")
+    def update(self, payload: dict[str, Any], fields: list[str]) -> bool:
+        """Change only `fields` of an existing connection (`PATCH` with `update_mask`); a sensitive
+        value sent as Airflow's mask (`***`) keeps the stored one. False when there is no such connection."""
+        connection_id = str(payload["connection_id"])
+        response = self._call(
+            "PATCH",
+            self._path(connection_id),
+            f"updating connection {connection_id}",
+            json=payload,
+            params={"update_mask": fields},
+        )
+        return response is not None
+
+    @counted("airflow")
     def delete(self, connection_id: str) -> None:
         self._call("DELETE", self._path(connection_id), f"deleting connection {connection_id}")
 

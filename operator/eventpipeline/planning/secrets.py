@@ -127,6 +127,29 @@ def pulsar_connection(connection_id: str, endpoint: PulsarEndpoint, role: str, t
     }
 
 
+# What Airflow shows for a sensitive value, and keeps the stored value for when an update sends it
+# back (Airflow >= 3.0.4, with `hide_sensitive_var_conn_fields` on, its default).
+AIRFLOW_MASK = "***"
+
+
+def masked_connection(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload as Airflow shows it: `password` and the secret in `extra` (`sasl.password`) masked.
+
+    What the operator can compare and send back without knowing the credential; its fingerprint
+    changes with every setting (addresses, registry) but not with the password, which the
+    connection's generation (`holds`) stands for.
+    """
+    masked = dict(payload)
+    if masked.get("password") is not None:
+        masked["password"] = AIRFLOW_MASK
+    if masked.get("extra"):
+        extra = json.loads(masked["extra"])
+        if "sasl.password" in extra:
+            extra["sasl.password"] = AIRFLOW_MASK
+        masked["extra"] = json.dumps(extra, sort_keys=True)
+    return masked
+
+
 def fingerprint(payload: dict[str, Any]) -> str:
     """Stable hash of what was written: Airflow masks passwords on read, so compare hashes."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

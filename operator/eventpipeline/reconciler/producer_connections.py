@@ -4,13 +4,18 @@ observe: per producer with `airflowConnection`, whether its instance may be used
 namespace and whether the connection holds the current generation (`delivery`, read by the
 credentials part so that `planning.credentials` decides issue, repair and revocation);
 plan: `planning.producer_connections`; apply: write a connection only with a credential issued
-in this run (the operator keeps no copy of a producer's password), delete connections the spec
-no longer asks for or the namespace may no longer have; outcome: `ProducerConnectionsReady`.
+in this run (the operator keeps no copy of a producer's password), or update all but the
+credential of one that holds the current generation with other settings (a schema added), delete
+connections the spec no longer asks for or the namespace may no longer have; outcome:
+`ProducerConnectionsReady`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from pydantic import SecretStr
 
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.adapters.errors import AdapterError
@@ -27,7 +32,13 @@ from eventpipeline.planning.producer_connections import (
     to_withdraw,
 )
 from eventpipeline.planning.reference_policy import NAMESPACED_REFERENCES_DISABLED, namespaced_reference_refusal
-from eventpipeline.planning.secrets import fingerprint, secret_credential, with_registry
+from eventpipeline.planning.secrets import (
+    AIRFLOW_MASK,
+    fingerprint,
+    masked_connection,
+    secret_credential,
+    with_registry,
+)
 from eventpipeline.reconciler.claims import ClaimBook
 from eventpipeline.reconciler.connection import ConnectionConflictError, claim_connection
 from eventpipeline.reconciler.credentials import CredentialsStep, PrincipalPlan
@@ -139,15 +150,14 @@ class ProducerConnectionsStep:
             return False
         issued = credentials.issued_data(item.secret_name)
         if issued is not None:
-            credential = secret_credential(issued)
-            payload = with_registry(
-                self._broker.backend.connection_payload(connection.connection_id, record.username, credential, None),
-                self._registry_settings(),
-            )
+            payload = self._payload(connection, record.username, secret_credential(issued))
             target.connections.put(payload)
             first = claim.spec.holds is None
             self._claims.save(
-                claim, claim.spec.model_copy(update={"fingerprint": fingerprint(payload), "holds": record.username})
+                claim,
+                claim.spec.model_copy(
+                    update={"fingerprint": fingerprint(masked_connection(payload)), "holds": record.username}
+                ),
             )
             self._run.note(
                 "Normal",
@@ -157,6 +167,7 @@ class ProducerConnectionsStep:
             )
             return True
         if connection_holds(claim.spec.holds, target.connections.exists(connection.connection_id), record.username):
+            self._update_settings(connection, target, claim, record.username, record.generation)
             return True
         self._failures.append(
             _Failure(
@@ -167,10 +178,37 @@ class ProducerConnectionsStep:
         )
         return False
 
+    def _payload(self, connection: ProducerConnection, username: str, credential: SecretStr) -> dict[str, Any]:
+        return with_registry(
+            self._broker.backend.connection_payload(connection.connection_id, username, credential, None),
+            self._registry_settings(),
+        )
+
+    def _update_settings(
+        self, connection: ProducerConnection, target: AirflowTarget, claim: StoredClaim, username: str, generation: int
+    ) -> None:
+        """A connection holding the current generation whose settings are not the wanted ones (a
+        schema added or removed, the broker's addresses changed): update all but the credential at
+        once, sending it masked so that Airflow keeps the stored one, instead of waiting for the next
+        generation. The claim's fingerprint is of the masked payload, so it needs no password."""
+        wanted = masked_connection(self._payload(connection, username, SecretStr(AIRFLOW_MASK)))
+        if claim.spec.fingerprint == fingerprint(wanted):
+            return
+        fields = sorted({name for name in wanted if name not in ("connection_id", "password")} | {"extra"})
+        if not target.connections.update(wanted, fields):
+            return  # deleted meanwhile: the next reconciliation issues a credential into a new one
+        self._claims.save(claim, claim.spec.model_copy(update={"fingerprint": fingerprint(wanted)}))
+        self._run.note(
+            "Normal",
+            "ProducerConnectionSettingsUpdated",
+            f"producer {connection.producer}: Airflow connection {connection.connection_id} updated "
+            f"({', '.join(fields)}) keeping generation {generation} ({username})",
+        )
+
     def _registry_settings(self) -> dict[str, str]:
         """A pipeline with a schema on Kafka: where the registry is, as producer Secrets say it (a
-        Pulsar client asks the broker itself: nothing). Written with the credential, so a schema
-        added later reaches an existing connection with the next generation."""
+        Pulsar client asks the broker itself: nothing). A schema added or removed later reaches an
+        existing connection at once (`_update_settings`)."""
         if self._run.pipeline.spec.schema_ is None:
             return {}
         schemas = self._broker.schemas

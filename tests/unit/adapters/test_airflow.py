@@ -73,6 +73,22 @@ def test_a_connection_is_patched_or_else_created() -> None:
     assert seen == [("PATCH", "/api/v2/connections/c"), ("POST", "/api/v2/connections")]
 
 
+def test_an_update_names_its_fields_in_the_update_mask_and_never_creates() -> None:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={}) if request.url.path.endswith("/c") else httpx.Response(404)
+
+    connections = AirflowConnections(SETTINGS, FixedTokens())
+    with_api(connections, httpx.MockTransport(answer))
+    assert connections.update({"connection_id": "c", "conn_type": "kafka", "extra": "{}"}, ["conn_type", "extra"])
+    assert seen[0].method == "PATCH"
+    assert seen[0].url.params.get_list("update_mask") == ["conn_type", "extra"]
+    assert not connections.update({"connection_id": "gone", "conn_type": "kafka"}, ["extra"])
+    assert [request.method for request in seen] == ["PATCH", "PATCH"]
+
+
 def test_a_refusal_carries_the_status_never_the_body() -> None:
     connections = AirflowConnections(SETTINGS, FixedTokens())
     with_api(connections, httpx.MockTransport(lambda request: httpx.Response(422, text="SECRET internal detail")))

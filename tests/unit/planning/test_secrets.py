@@ -47,3 +47,17 @@ def test_pulsar_secret_and_connection_carry_the_ca_only_for_a_tls_url() -> None:
     assert json.loads(secrets.pulsar_connection("c", plain, "role", SecretStr("t"))["extra"]) == {
         "serviceUrl": "pulsar://b:6650"
     }
+
+
+def test_a_masked_connection_hides_the_credential_and_its_fingerprint_follows_the_settings_only() -> None:
+    endpoint = secrets.KafkaEndpoint("b:9092", "SASL_PLAINTEXT", "SCRAM-SHA-512")
+    one = secrets.kafka_connection("c", endpoint, "user", SecretStr("first"), None)
+    two = secrets.kafka_connection("c", endpoint, "user", SecretStr("second"), None)
+    masked = secrets.masked_connection(one)
+    assert json.loads(masked["extra"])["sasl.password"] == secrets.AIRFLOW_MASK
+    assert "first" not in json.dumps(masked)
+    assert secrets.fingerprint(masked) == secrets.fingerprint(secrets.masked_connection(two))
+    registry = secrets.with_registry(one, {"schema.registry.url": "http://registry"})
+    assert secrets.fingerprint(secrets.masked_connection(registry)) != secrets.fingerprint(masked)
+    pulsar = secrets.pulsar_connection("c", secrets.PulsarEndpoint("pulsar://b:6650"), "role", SecretStr("t"))
+    assert secrets.masked_connection(pulsar)["password"] == secrets.AIRFLOW_MASK

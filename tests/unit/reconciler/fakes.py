@@ -5,6 +5,7 @@ at what a reconciliation left behind, and tamper with it as an attacker or an ou
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from eventpipeline.api.claim import OwnershipClaimSpec
 from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
 from eventpipeline.planning import access, naming
 from eventpipeline.planning.principals import Grantee
-from eventpipeline.planning.secrets import fingerprint
+from eventpipeline.planning.secrets import AIRFLOW_MASK, fingerprint
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic, plan_topic
 from eventpipeline.reconciler.backends import AccessResult, Ownership, TopicResult
 from eventpipeline.reconciler.references import UnresolvedReferenceError
@@ -211,6 +212,7 @@ class FakeBroker:
 class FakeConnections:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
+        self.updates: list[tuple[str, list[str]]] = []  # (connection id, fields) of each update
         self.down = False
 
     def exists(self, connection_id: str) -> bool:
@@ -222,6 +224,25 @@ class FakeConnections:
         if self.down:
             raise UnavailableError("Airflow unavailable (fake)")
         self.items[str(payload["connection_id"])] = dict(payload)
+
+    def update(self, payload: dict[str, Any], fields: list[str]) -> bool:
+        """Airflow's PATCH with `update_mask`: only `fields` change, and a value sent as the mask
+        (`***`, also inside `extra`) keeps the stored one."""
+        if self.down:
+            raise UnavailableError("Airflow unavailable (fake)")
+        stored = self.items.get(str(payload["connection_id"]))
+        if stored is None:
+            return False
+        self.updates.append((str(payload["connection_id"]), list(fields)))
+        for name in fields:
+            value = payload.get(name)
+            if name == "extra" and value and stored.get("extra"):
+                old, new = json.loads(stored["extra"]), json.loads(value)
+                value = json.dumps({k: old.get(k, v) if v == AIRFLOW_MASK else v for k, v in new.items()})
+            elif value == AIRFLOW_MASK:
+                value = stored.get(name)
+            stored[name] = value
+        return True
 
     def delete(self, connection_id: str) -> None:
         if self.down:

@@ -282,3 +282,40 @@ def test_an_airflow_producer_connection_names_the_registry_as_producer_secrets_d
     world.apply("shop", "plain", spec(producers=[producer]))
     world.reconcile("shop", "plain")
     assert "extra" not in world.connections.items["shop.plain__results"]
+
+
+def test_a_schema_added_or_removed_reaches_an_airflow_producer_connection_at_once_with_its_credential_kept() -> None:
+    world, _ = _world()
+    producer = {"name": "results", "secret": False,
+                "airflowConnection": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "main"}}}  # fmt: skip
+    world.apply("shop", "orders", spec(producers=[producer]))
+    world.reconcile("shop", "orders")
+    before = dict(world.connections.items["shop.orders__results"])
+    assert "extra" not in before
+
+    world.apply("shop", "orders", spec(producers=[producer], schema={"type": "AVRO", "definition": V1}))
+    result = world.reconcile("shop", "orders")
+    connection = world.connections.items["shop.orders__results"]
+    assert json.loads(connection["extra"])["schema.registry.url"] == "http://registry"
+    # The same generation and password: only the settings changed, in place.
+    assert (connection["login"], connection["password"]) == (before["login"], before["password"])
+    assert [note.reason for note in result.notes if note.reason.startswith("ProducerConnection")] == [
+        "ProducerConnectionSettingsUpdated"
+    ]
+    assert world.condition("shop", "orders", "ProducerConnectionsReady") == ("True", "ConnectionsInSync")
+    assert world.connections.updates == [("shop.orders__results", ["extra", "login"])]
+    world.reconcile("shop", "orders")
+    assert len(world.connections.updates) == 1  # in sync: nothing more to update
+
+    # A new generation keeps the registry, and the update that follows has nothing to do.
+    world.advance(hours=24)
+    world.reconcile("shop", "orders")
+    world.reconcile("shop", "orders")
+    rotated = world.connections.items["shop.orders__results"]
+    assert rotated["login"] != before["login"] and "schema.registry.url" in json.loads(rotated["extra"])
+    assert len(world.connections.updates) == 1
+
+    world.apply("shop", "orders", spec(producers=[producer]))
+    world.reconcile("shop", "orders")
+    removed = world.connections.items["shop.orders__results"]
+    assert removed.get("extra") is None and removed["password"] == rotated["password"]
