@@ -10,7 +10,8 @@ registry's URL into the Airflow producer's connection, as into producer Secrets;
 encodes in the Confluent wire format with the registered id.
 
 Either way the listener's own decoder reads the dict back, and a value that does not fit the schema
-fails the task before anything reaches the topic.
+fails the task before anything reaches the topic. A schema added to a running Kafka pipeline reaches
+its producer's existing connection at once, with the same credential generation.
 """
 
 from __future__ import annotations
@@ -27,9 +28,17 @@ from eventpipeline.planning.delivery import Message
 from eventpipeline.planning.schema_versions import SchemaVersion, split_wire_format
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OperatorProcess
-from tests.integration.provider.conftest import install_dag, read_kafka, read_pulsar, start_run, task_log, wait_run
+from tests.integration.provider.conftest import (
+    install_dag,
+    read_kafka,
+    read_pulsar,
+    ready_pipeline,
+    start_run,
+    task_log,
+    wait_run,
+)
 from tests.integration.provider.test_publish import PUBLISH_DAG
-from tests.integration.support import Kube, eventually
+from tests.integration.support import Kube, eventually, schema_status
 
 pytestmark = pytest.mark.integration
 
@@ -104,5 +113,61 @@ def test_a_dag_publishes_a_dict_to_a_kafka_avro_pipeline_and_a_bad_value_fails_t
     assert split_wire_format(raw.value())[0] == schema_id  # the Confluent wire format, the registered id
     decoder = Decoder([SchemaVersion(version=version, id=schema_id, type="AVRO", definition=RESULT_SCHEMA)], "Kafka")
     message = Message(status["topic"], 0, "0", "run", b"order-7", raw.value(), (), None, offset=0)
+    decoded = decoder.decode(message).decoded
+    assert decoded is not None and decoded.value == result
+
+
+def test_a_schema_added_to_a_kafka_pipeline_reaches_its_airflow_producer_connection_at_once(
+    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
+) -> None:
+    pipeline = {
+        "brokerRef": {"kind": "ClusterBroker", "name": "local-kafka"},
+        "topic": {"partitions": 1, "deletionPolicy": "Delete"},
+        "producers": [{"name": "dags", "secret": False, "airflowConnection": {"instanceRef": {"name": "local"}}}],
+        "consumers": [{"name": "reader"}],
+    }
+    topic = ready_pipeline(kube, namespace, pipeline)
+    connection = f"{namespace}.results__dags"
+
+    def extra() -> dict[str, Any]:
+        response = airflow.request("GET", f"/api/v2/connections/{connection}")
+        response.raise_for_status()
+        return dict(json.loads(response.json()["extra"]))
+
+    def producer() -> dict[str, Any]:
+        body = kube.get_pipeline(namespace, "results") or {}
+        return next(p for p in body["status"]["principals"] if p["name"] == "dags")
+
+    before, issued = extra(), producer()
+    assert "schema.registry.url" not in before
+
+    kube.patch_pipeline(namespace, "results", {"spec": {"schema": {"type": "AVRO", "definition": RESULT_SCHEMA}}})
+
+    def registered() -> dict[str, Any] | None:
+        found = schema_status(kube, namespace, "results")
+        return found if found.get("id") is not None else None
+
+    status = eventually(registered, timeout=120, interval=1, what="the schema registered")
+
+    def with_registry() -> dict[str, Any] | None:
+        found = extra()
+        return found if "schema.registry.url" in found else None
+
+    after = eventually(with_registry, timeout=120, interval=1, what="the registry settings in the connection")
+    # The same generation: the settings changed in place, the credential stayed.
+    assert after["sasl.username"] == before["sasl.username"]
+    assert (producer()["generation"], producer()["username"]) == (issued["generation"], issued["username"])
+    assert any(reason == "ProducerConnectionSettingsUpdated" for _, reason, _ in kube.events(namespace, "results"))
+
+    dag_id = f"publish_added_{namespace.replace('-', '_')}"
+    install_dag(airflow, dag_id, PUBLISH_DAG.format(dag_id=dag_id, connection=connection, topic=topic))
+    result = {"order": 9, "nonce": uuid.uuid4().hex}
+    run = start_run(airflow, dag_id, {"result": result, "key": "order-9"})
+    assert wait_run(airflow, dag_id, run) == "success"  # the unchanged password still authenticates
+    (raw,) = read_kafka(kube, namespace, "results", topic, count=1)
+    version, schema_id = int(status["version"]), int(status["id"])
+    assert split_wire_format(raw.value())[0] == schema_id  # the Confluent wire format, the registered id
+    decoder = Decoder([SchemaVersion(version=version, id=schema_id, type="AVRO", definition=RESULT_SCHEMA)], "Kafka")
+    message = Message(topic, 0, "0", "run", b"order-9", raw.value(), (), None, offset=0)
     decoded = decoder.decode(message).decoded
     assert decoded is not None and decoded.value == result
