@@ -7,7 +7,7 @@ after another, spread over that window:
 - listener SIGKILL, then started again a second later (the pipelines' only consumer);
 - Airflow's api-server frozen (SIGSTOP of its process group: connections hang, state is kept), then SIGCONT;
 - Kafka / Pulsar restarted for real (SIGTERM, started again with the same command, data and ports)
-  or frozen with SIGSTOP/SIGCONT (`kafka_fault` / `pulsar_fault`; Kafka is frozen by default and
+  or frozen with SIGSTOP/SIGCONT (`kafka_fault` / `pulsar_fault`; both are restarted by default,
   the short plan freezes both, see RESULTS.md);
 - controller SIGKILL, then started again.
 
@@ -73,10 +73,10 @@ class Plan:
     airflow_outage_seconds: float = 20.0
     kafka_restarts: int = 1
     pulsar_restarts: int = 1
-    # restart | freeze. Kafka is frozen by default: on this stack (Kafka 4.4, KRaft combined mode) a
-    # broker started again has refused SCRAM logins (reproduced again on 2026-11-30 at its second
-    # restart in one stack's life; not at every restart), see RESULTS.md.
-    kafka_fault: str = "freeze"
+    # restart | freeze. A restarted Kafka keeps every SCRAM user since the stack formats its storage
+    # with an anchor user (eventpipeline_devenv.kafka.SCRAM_ANCHOR_USER: the broker bug it works
+    # around lost every login at about every other restart), see RESULTS.md.
+    kafka_fault: str = "restart"
     pulsar_fault: str = "restart"
     broker_freeze_seconds: float = 20.0
     controller_kills: int = 2
