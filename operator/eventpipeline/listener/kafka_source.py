@@ -3,7 +3,9 @@
 `enable.auto.commit` and `enable.auto.offset.store` are off: an offset is committed only after
 its message has a DAG run (or sits in the dead-letter topic). Static group membership
 (`group.instance.id`) lets a restarted listener take its partitions back at once instead of
-waiting for the killed one's session to expire.
+waiting for the killed one's session to expire. A fatal client error (e.g. the static member fenced
+after a broker restart) ends the consumer for good: `receive` then raises, and the worker opens a
+new one, which resumes from the committed offsets.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ class KafkaSource(SourceBase[Producer]):
         self._replay_from: datetime | None = None
         self._error_at = 0.0
         self._error_code: int | None = None
+        self._fatal: str | None = None
         self._assignment: list[int] = []
         self._paused = False
         self._full_since: float | None = None
@@ -106,6 +109,10 @@ class KafkaSource(SourceBase[Producer]):
         code = error.code()
         if code in QUIET_ERRORS:
             return
+        if error.fatal():
+            # librdkafka stops the client after a fatal error (seen on the real stack: the static
+            # member fenced, FENCED_INSTANCE_ID, after a Kafka restart): only a new consumer goes on.
+            self._fatal = describe(error)
         # A refused credential makes librdkafka call the broker down next; the cause is what to show.
         if code == KafkaError._ALL_BROKERS_DOWN and self._error_code in AUTH_ERRORS | ACCESS_ERRORS:
             self._error_at = time.monotonic()
@@ -176,6 +183,8 @@ class KafkaSource(SourceBase[Producer]):
 
     def receive(self, max_messages: int, timeout: float) -> list[Message]:
         assert self._consumer is not None
+        if self._fatal is not None:
+            raise SourceError(f"{self._fatal}; the consumer cannot go on, opening a new one")
         # With the window full for long (an Airflow outage), keep polling, or the group evicts
         # us after max.poll.interval.ms — with the partitions paused, so nothing is taken. Not
         # for short waits: resuming drops what was prefetched and costs a fetch round trip.
