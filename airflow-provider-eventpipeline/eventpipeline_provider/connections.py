@@ -2,8 +2,9 @@
 
 Kafka (`conn_type` kafka): `extra` holds librdkafka settings (`bootstrap.servers`,
 `security.protocol`, `sasl.mechanism`, `sasl.username`, `sasl.password`, optional inline
-`ssl.ca.pem`; a consumer's `group.id` and commit settings; with a schema `schema.registry.url`
-and optionally `basic.auth.user.info`).
+`ssl.ca.pem`; a consumer's `group.id` and commit settings; with a schema `schema.registry.url`,
+`auto.register.schemas=false`, `use.latest.version=true` and optionally a read-only
+`basic.auth.user.info`).
 
 Pulsar (`conn_type` generic, or this provider's `pulsar`): `host` = service URL, `login` = role,
 `password` = token, `extra` with `serviceUrl` and an optional inline `ca.crt`.
@@ -18,7 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Settings of the connection that are not librdkafka's: the registry's, read by the serializer.
-REGISTRY_KEYS = frozenset({"schema.registry.url", "basic.auth.user.info", "basic.auth.credentials.source"})
+REGISTRY_KEYS = frozenset({
+    "schema.registry.url", "basic.auth.user.info", "basic.auth.credentials.source",
+    "auto.register.schemas", "use.latest.version",
+})  # fmt: skip
 # A consumer's settings, which a producer refuses or warns about.
 CONSUMER_KEYS = frozenset({
     "group.id", "group.instance.id", "enable.auto.commit", "auto.offset.reset", "enable.auto.offset.store",

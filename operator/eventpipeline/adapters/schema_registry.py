@@ -47,11 +47,16 @@ def explain_incompatibility(content: bytes) -> str:
 
 @dataclass(frozen=True)
 class RegistrySettings:
+    """The operator's way to the registry (`username`/`password`: its own credential, which manages
+    subjects) and what clients are given (`client_username`/`client_password`: a read-only one, or none)."""
+
     url: str
     username: str | None = None
     password: SecretStr | None = None
     ca_pem: str | None = None
     timeout_seconds: float = 15.0
+    client_username: str | None = None
+    client_password: SecretStr | None = None
 
     def verify(self) -> ssl.SSLContext | bool:
         if self.ca_pem is None or not self.url.startswith("https://"):
@@ -81,9 +86,12 @@ class ConfluentRegistry:
         return kafka_subject(topic)
 
     def client_settings(self) -> dict[str, str]:
-        """Keys of the producer Secrets: where confluent-kafka's serializers find the registry."""
-        password = self._settings.password.get_secret_value() if self._settings.password else None
-        return registry_client_settings(self._settings.url, self._settings.username, password)
+        """Keys of the producer Secrets: where confluent-kafka's serializers find the registry, with
+        the client credential (clientCredentialsSecretRef) only, never the operator's own."""
+        password = self._settings.client_password
+        return registry_client_settings(
+            self._settings.url, self._settings.client_username, password.get_secret_value() if password else None
+        )
 
     def _call(self, method: str, path: str, action: str, **kwargs: Any) -> bounded.BoundedResponse:
         try:

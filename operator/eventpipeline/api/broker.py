@@ -63,8 +63,17 @@ class SchemaRegistrySettings(ApiModel):
     )
     credentials_secret_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Secret with keys `username` and `password` for HTTP basic authentication, used by the "
-        "operator and given to producers (`basic.auth.user.info`). Unset: no authentication.",
+        description="Secret with keys `username` and `password` for HTTP basic authentication of the "
+        "operator, which registers and deletes schema versions and sets compatibility with it. Never given "
+        "to any client (see clientCredentialsSecretRef). Unset: the operator does not authenticate.",
+    )
+    client_credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret with keys `username` and `password` given to producers (producer Secrets and "
+        "Airflow producer connections, as `basic.auth.user.info`) to look schemas up. The platform team "
+        "that owns this broker decides it and must make it read-only in the registry (e.g. a read-only "
+        "role): every tenant with a schema pipeline holds it. Unset: producers get the registry's URL "
+        "only, no credential.",
     )
     ca_secret_ref: SecretKeyRef | None = Field(
         default=None,

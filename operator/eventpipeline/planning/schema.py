@@ -143,8 +143,11 @@ def handed_schemas(versions: Sequence[RegisteredVersion]) -> str:
 
 
 def registry_client_settings(url: str, username: str | None, password: str | None) -> dict[str, str]:
-    """What a producer's Secret carries for confluent-kafka's schema registry client and serializers."""
-    settings = {"schema.registry.url": url}
+    """What a producer's Secret carries for the schema registry's client and serializers: the URL,
+    the client credential when there is one (`username`/`password`: the broker's read-only
+    clientCredentialsSecretRef, never the operator's), and that serializers register nothing but
+    use the latest version the operator registered."""
+    settings = {"schema.registry.url": url, "auto.register.schemas": "false", "use.latest.version": "true"}
     if username is not None and password is not None:
         settings["basic.auth.credentials.source"] = "USER_INFO"
         settings["basic.auth.user.info"] = f"{username}:{password}"

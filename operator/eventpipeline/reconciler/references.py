@@ -73,6 +73,9 @@ class References(ReferenceReader):
                 "ca": ca_pem or "",
                 "registry": repr(registry),
                 "registryPassword": registry.password.get_secret_value() if registry and registry.password else "",
+                "registryClientPassword": (
+                    registry.client_password.get_secret_value() if registry and registry.client_password else ""
+                ),
             }
         )
         with self._lock:
@@ -88,12 +91,21 @@ class References(ReferenceReader):
         registry = spec.kafka.schema_registry if spec.kafka is not None else None
         if registry is None:
             return None
-        username = password = None
-        if registry.credentials_secret_ref is not None:
-            found = self._secret(registry.credentials_secret_ref, scope, ("username", "password"), where)
-            username, password = found["username"], SecretStr(found["password"])
+        username, password = self._basic_auth(registry.credentials_secret_ref, scope, where)
+        client_username, client_password = self._basic_auth(registry.client_credentials_secret_ref, scope, where)
         ca_pem = None if registry.ca_secret_ref is None else self._ca(registry.ca_secret_ref, scope, where)
-        return RegistrySettings(registry.url, username, password, ca_pem)
+        return RegistrySettings(
+            registry.url, username, password, ca_pem, client_username=client_username, client_password=client_password
+        )
+
+    def _basic_auth(
+        self, ref: SecretKeyRef | None, scope: str | None, where: str
+    ) -> tuple[str | None, SecretStr | None]:
+        """`username` and `password` of a registry credential Secret; (None, None) when not referenced."""
+        if ref is None:
+            return None, None
+        found = self._secret(ref, scope, ("username", "password"), where)
+        return found["username"], SecretStr(found["password"])
 
     def broker_by_key(self, key: str) -> ResolvedBroker:
         """A broker recorded in a claim, whoever may use it now: for cleanup of what was created."""

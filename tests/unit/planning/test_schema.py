@@ -111,15 +111,20 @@ def test_a_registry_explanation_is_one_bounded_line() -> None:
     assert len(long) == EXPLANATION_MAX_LENGTH
 
 
+# Producers only look schemas up: they register nothing and use what the operator registered.
+LOOKUP_ONLY = {"auto.register.schemas": "false", "use.latest.version": "true"}
+
+
 @pytest.mark.parametrize(
     ("username", "password", "expected"),
     [
-        (None, None, {"schema.registry.url": "http://r"}),
+        (None, None, {"schema.registry.url": "http://r", **LOOKUP_ONLY}),
         (
             "u",
             "p",
             {
                 "schema.registry.url": "http://r",
+                **LOOKUP_ONLY,
                 "basic.auth.credentials.source": "USER_INFO",
                 "basic.auth.user.info": "u:p",
             },

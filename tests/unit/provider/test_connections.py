@@ -39,9 +39,16 @@ def test_a_producer_gets_the_credential_and_ca_but_no_consumer_settings() -> Non
 
 
 def test_registry_settings_are_not_passed_to_librdkafka() -> None:
-    extra = {**_kafka_extra(), "schema.registry.url": "http://127.0.0.1:8081/", "basic.auth.user.info": "u:p"}
-    assert "schema.registry.url" not in kafka_producer_settings(extra)
-    assert "basic.auth.user.info" not in kafka_consumer_settings(extra)
+    registry = {
+        "schema.registry.url": "http://127.0.0.1:8081/",
+        "basic.auth.credentials.source": "USER_INFO",
+        "basic.auth.user.info": "u:p",
+        "auto.register.schemas": "false",
+        "use.latest.version": "true",
+    }
+    extra = {**_kafka_extra(), **registry}
+    assert not set(registry) & set(kafka_producer_settings(extra))
+    assert not set(registry) & set(kafka_consumer_settings(extra))
     assert registry_url(extra) == "http://127.0.0.1:8081"
 
 

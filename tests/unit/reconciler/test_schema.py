@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from pydantic import SecretStr
+
 from eventpipeline.adapters.errors import SchemaIncompatibleError, UnavailableError
+from eventpipeline.adapters.schema_registry import ConfluentRegistry, RegistrySettings
 from eventpipeline.api.pipeline import SCHEMA_DEFINITION_MAX_LENGTH
 from eventpipeline.planning import naming
 from eventpipeline.planning.schema import DesiredSchema, ObservedSchemas, RegisteredVersion
@@ -18,6 +21,7 @@ SUBJECT = "shop.orders-value"
 V1 = '{"type":"record","name":"O","fields":[{"name":"id","type":"int"}]}'
 V2 = '{"type":"record","name":"O","fields":[{"name":"id","type":"int"},{"name":"n","type":"int","default":0}]}'
 BAD = '{"type":"record","name":"O","fields":[{"name":"id","type":"string"}]}'
+OPERATOR = "operator-only-secret"  # the registry password the operator manages subjects with
 
 
 @dataclass
@@ -282,6 +286,49 @@ def test_an_airflow_producer_connection_names_the_registry_as_producer_secrets_d
     world.apply("shop", "plain", spec(producers=[producer]))
     world.reconcile("shop", "plain")
     assert "extra" not in world.connections.items["shop.plain__results"]
+
+
+@dataclass
+class CredentialedRegistry(FakeRegistry):
+    """A registry the operator reaches with its own credential, whose producers get what the real
+    adapter hands out (the broker's clientCredentialsSecretRef or nothing)."""
+
+    client: ConfluentRegistry = field(
+        default_factory=lambda: ConfluentRegistry(RegistrySettings("http://registry", "operator", SecretStr(OPERATOR)))
+    )
+
+    def client_settings(self) -> dict[str, str]:
+        return self.client.client_settings()
+
+
+def _schema_pipeline_with_an_airflow_producer(registry: FakeRegistry) -> tuple[dict[str, str], dict[str, object]]:
+    world, _ = _world(registry)
+    producer = {"name": "results",
+                "airflowConnection": {"instanceRef": {"kind": "ClusterAirflowInstance", "name": "main"}}}  # fmt: skip
+    world.apply("shop", "orders", spec(producers=[producer], schema={"type": "AVRO", "definition": V1}))
+    world.reconcile("shop", "orders")
+    assert world.condition("shop", "orders", "ProducerConnectionsReady") == ("True", "ConnectionsInSync")
+    extra = json.loads(world.connections.items["shop.orders__results"]["extra"])
+    return world.secret("shop", "orders", "results"), extra
+
+
+def test_producers_of_a_schema_pipeline_never_get_the_operators_registry_credential() -> None:
+    secret, extra = _schema_pipeline_with_an_airflow_producer(CredentialedRegistry())
+    for given in (secret, extra):
+        assert given["schema.registry.url"] == "http://registry"
+        assert (given["auto.register.schemas"], given["use.latest.version"]) == ("false", "true")
+        assert not any(key.startswith("basic.auth.") for key in given)
+        assert not any(OPERATOR in str(value) or "operator:" in str(value) for value in given.values())
+
+
+def test_producers_of_a_schema_pipeline_get_the_brokers_client_credential() -> None:
+    settings = RegistrySettings(
+        "http://registry", "operator", SecretStr(OPERATOR), client_username="reader", client_password=SecretStr("ro")
+    )
+    secret, extra = _schema_pipeline_with_an_airflow_producer(CredentialedRegistry(client=ConfluentRegistry(settings)))
+    for given in (secret, extra):
+        assert given["basic.auth.user.info"] == "reader:ro"
+        assert not any(OPERATOR in str(value) for value in given.values())
 
 
 def test_a_schema_added_or_removed_reaches_an_airflow_producer_connection_at_once_with_its_credential_kept() -> None:
