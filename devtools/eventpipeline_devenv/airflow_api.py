@@ -49,6 +49,11 @@ def write_dag(folder: str | Path, dag_id: str, source: str) -> Path:
     return path
 
 
+def remove_dag(folder: str | Path, dag_id: str) -> None:
+    """Remove a DAG file written by `write_dag`; none there is fine."""
+    (Path(folder) / f"{dag_id}.py").unlink(missing_ok=True)
+
+
 def retry_500(get: Callable[[], httpx.Response], *, retries: int = LISTING_500_RETRIES,
               pause: float = LISTING_500_PAUSE_SECONDS) -> httpx.Response:  # fmt: skip
     """Repeat a read while Airflow answers 500 (see the module docstring); the last answer."""

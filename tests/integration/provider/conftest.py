@@ -19,7 +19,7 @@ from eventpipeline.adapters.tls import pulsar_tls_options
 from eventpipeline.planning import naming
 from eventpipeline.planning.secrets import CA_KEY
 from eventpipeline_devenv import stack as devstack
-from eventpipeline_devenv.airflow_api import AirflowApi, write_dag
+from eventpipeline_devenv.airflow_api import AirflowApi, remove_dag, write_dag
 from eventpipeline_devenv.clients import kafka_settings
 from tests.integration.support import Kube, eventually
 
@@ -55,6 +55,28 @@ def install_dag(airflow: AirflowApi, dag_id: str, source: str) -> None:
     write_dag(airflow.exports["AIRFLOW_DAGS_FOLDER"], dag_id, source)
     eventually(lambda: airflow.dag_listed(dag_id), timeout=180, interval=2, what=f"Airflow to list {dag_id}")
     airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
+
+
+def retire_dag(airflow: AirflowApi, dag_id: str) -> None:
+    """Take a test's DAG out of Airflow, whatever state the test left it in. Paused first: the
+    dag-processor then drops the watchers of its assets, and the triggerer their triggers (Airflow
+    keeps running an AssetWatcher's trigger while its asset has the watcher, file gone or not);
+    then the file and the DAG itself."""
+    try:
+        paused = airflow.request("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": True})
+        if paused.status_code == 200:
+            eventually(lambda: not _watched(airflow, dag_id), timeout=120, interval=1,
+                       what=f"the asset watchers of {dag_id} to be dropped")  # fmt: skip
+    finally:
+        remove_dag(airflow.exports["AIRFLOW_DAGS_FOLDER"], dag_id)
+        airflow.request("DELETE", f"/api/v2/dags/{dag_id}")  # 404 when never listed
+
+
+def _watched(airflow: AirflowApi, dag_id: str) -> bool:
+    """Whether an asset the DAG is scheduled on still has a watcher."""
+    response = airflow.request("GET", "/api/v2/assets", params={"dag_ids": dag_id})
+    response.raise_for_status()
+    return any(asset.get("watchers") for asset in response.json().get("assets", []))
 
 
 def start_run(airflow: AirflowApi, dag_id: str, conf: Mapping[str, Any]) -> str:

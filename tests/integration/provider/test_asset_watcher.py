@@ -20,15 +20,24 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from eventpipeline.planning import naming
 from eventpipeline_devenv.airflow_api import AirflowApi
 from eventpipeline_devenv.runtime import Layout, restart_process
 from tests.integration.conftest import OperatorProcess
-from tests.integration.provider.conftest import FINISHED, PULSAR_RESULTS, install_dag, ready_pipeline, xcom
+from tests.integration.provider.conftest import (
+    FINISHED,
+    PULSAR_RESULTS,
+    install_dag,
+    ready_pipeline,
+    retire_dag,
+    xcom,
+)
 from tests.integration.support import Kube, eventually, pulsar_client, pulsar_send
 
 WATCHER_DAG = """\
@@ -101,11 +110,20 @@ def _send_paced(kube: Kube, namespace: str, topic: str, numbers: range, failures
         failures.append(error)
 
 
+@pytest.fixture
+def watcher_dag(airflow: AirflowApi, namespace: str) -> Iterator[str]:
+    """The watcher DAG's id; the DAG is retired before the namespace goes, whatever happens, or its
+    trigger would fail every few seconds for the rest of the suite once the connection is deleted."""
+    dag_id = f"watch_{namespace.replace('-', '_')}"
+    yield dag_id
+    retire_dag(airflow, dag_id)
+
+
 def test_the_pulsar_trigger_turns_each_message_into_one_asset_event_across_a_triggerer_restart(
-    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str
+    kube: Kube, operator: OperatorProcess, airflow: AirflowApi, namespace: str, watcher_dag: str
 ) -> None:
     topic = ready_pipeline(kube, namespace, PULSAR_RESULTS)
-    dag_id = f"watch_{namespace.replace('-', '_')}"
+    dag_id = watcher_dag
     asset = f"pulsar-{namespace}"
     connection = naming.connection_id(namespace, "results", None)
     source = WATCHER_DAG.format(dag_id=dag_id, asset=asset, topic=topic, connection=connection,
