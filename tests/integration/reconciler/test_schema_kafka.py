@@ -9,9 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client
 
 from tests.integration.reconciler.schema_cases import V1, V2, V3, spec
-from tests.integration.support import Kube, eventually, handed_over_schemas, schema_status
+from tests.integration.reconciler.test_withdrawal import local_kafka_copy
+from tests.integration.support import GROUP, VERSION, Kube, eventually, handed_over_schemas, schema_status, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 # Generous: the stack shares two cores with other work (a broker call can take many seconds).
@@ -143,3 +145,37 @@ def test_a_subject_registered_outside_the_operator_is_a_conflict(
     assert subject in condition["message"]
     assert versions(registry, subject) == [1]
     assert latest_fields(registry, subject) == ["id"]
+
+
+def test_producers_hold_the_brokers_client_registry_credential_never_the_operators(
+    stack: Any, kube: Kube, operator: Any, namespace: str, registry: httpx.Client
+) -> None:
+    # The stack's registry takes any basic auth: what is shown is which credential goes where.
+    secrets = {"registry-operator": ("operator", "operator-only-secret"), "registry-reader": ("reader", "read-only")}
+    for name, (username, password) in secrets.items():
+        kube.core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=name), string_data={"username": username, "password": password}
+            ),
+        )
+    broker = unique("kafka-registry")
+    body = local_kafka_copy(kube, broker, namespace)
+    body["spec"]["kafka"]["schemaRegistry"] = {
+        "url": stack.exports["SCHEMA_REGISTRY_URL"],
+        "credentialsSecretRef": {"name": "registry-operator", "namespace": namespace},
+        "clientCredentialsSecretRef": {"name": "registry-reader", "namespace": namespace},
+    }
+    kube.custom.create_cluster_custom_object(GROUP, VERSION, "clusterbrokers", body)
+    try:
+        kube.create_pipeline(namespace, "orders", spec(broker, text(V1)))
+        kube.wait_condition(namespace, "orders", "SchemaReady", "True", timeout=TIMEOUT)
+        assert versions(registry, f"{namespace}.orders-value") == [1]
+        producer = kube.secret(namespace, "orders.checkout.credentials") or {}
+        assert producer["basic.auth.user.info"] == "reader:read-only"
+        assert (producer["auto.register.schemas"], producer["use.latest.version"]) == ("false", "true")
+        assert not any("operator-only-secret" in value for value in producer.values())
+        kube.delete_pipeline(namespace, "orders")
+        eventually(lambda: kube.get_pipeline(namespace, "orders") is None, timeout=TIMEOUT, what="the pipeline gone")
+    finally:
+        kube.custom.delete_cluster_custom_object(GROUP, VERSION, "clusterbrokers", broker)
