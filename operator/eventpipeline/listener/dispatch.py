@@ -33,6 +33,9 @@ from eventpipeline.planning.schema_versions import UndecodableError, behind_mess
 from eventpipeline.planning.serving import PipelineConfig
 
 LOG = logging.getLogger("eventpipeline.listener")
+# While Airflow does not take a pipeline's runs (no answer, 408, 429, 5xx, the DAG not authorized),
+# the log says so when it begins and then at most this often; status.listener says it at once.
+UNAVAILABLE_LOG_INTERVAL_SECONDS = 60.0
 
 
 @dataclass
@@ -99,6 +102,9 @@ class Dispatcher:
         self._connection: Connection | None = None
         self.running = 0  # jobs submitted and not yet handled
         self._airflow_failed = False  # a transient failure since the last good answer
+        self._clock = clock
+        self._unavailable_logged_at: float | None = None  # the last warning that Airflow takes no runs
+        self._unavailable: str | None = None  # why, from the batch of answers being handled
         self.holds: Holds[Item] = Holds(clock)  # messages waiting for the DAG to handle their schema
         self._taken = 0
 
@@ -270,6 +276,9 @@ class Dispatcher:
             else:
                 assert done.failure is not None
                 self._trigger_finished(source, current, done.job.item, done.failure)
+        if self._unavailable is not None:
+            self._log_unavailable(self._unavailable)
+            self._unavailable = None
 
     def _trigger_finished(self, source: Source, current: bool, item: Item, answer: Answer) -> None:
         item.last = answer
@@ -298,10 +307,10 @@ class Dispatcher:
             item.transient_failures += 1
             self._stats.retried("transient")
             status = "no answer" if answer.status_code is None else f"HTTP {answer.status_code}"
-            self._stats.airflow_error(
-                f"Airflow could not take runs for {self._target()} ({status}: {answer.detail}); retrying"
-            )
+            error = f"Airflow could not take runs for {self._target()} ({status}: {answer.detail}); retrying"
+            self._stats.airflow_error(error)
             self._retry(_Job(item, dead_letter=False), item.transient_failures, self.congestion.backoff_factor())
+            self._unavailable = error
             return
         item.refusals += 1
         self._stats.retried("refused")
@@ -315,12 +324,30 @@ class Dispatcher:
         of the outage go out now instead of after their backoff (stretched while throttled), which
         would otherwise hold a full window idle for minutes. The concurrency limit still bounds how
         many go at once, and it only grows back one by one as good answers keep coming."""
+        if self._unavailable_logged_at is not None:
+            self._unavailable_logged_at = None
+            LOG.info("%s: Airflow takes runs again", self._config.key)
         if not self._airflow_failed or answer.seconds > SLOW_ANSWER_SECONDS:
             return
         self._airflow_failed = False
         moved = self._retries.expedite(lambda job: not job.dead_letter and job.item.refusals == 0)
         if moved:
             LOG.info("%s: Airflow answers again; %d message(s) waiting for a retry go now", self._config.key, moved)
+
+    def _log_unavailable(self, error: str) -> None:
+        """A warning when Airflow stops taking the pipeline's runs, repeated at most once a minute
+        while it lasts, with what the worker waits for: never minutes of silence in the log."""
+        now = self._clock()
+        logged_at = self._unavailable_logged_at
+        if logged_at is not None and now - logged_at < UNAVAILABLE_LOG_INTERVAL_SECONDS:
+            return
+        self._unavailable_logged_at = now
+        LOG.warning(
+            "%s: %s; %d message(s) wait for a retry (next in %.0f s), %d request(s) on their way, "
+            "at most %d of %d at once",
+            self._config.key, error, len(self._retries), self._retries.wait(float("inf")), self.running,
+            self.congestion.limit, self._max_in_flight,
+        )  # fmt: skip
 
     def _retry(self, job: _Job, failures: int, factor: float = 1.0) -> None:
         delay = self._retries.schedule(job, failures, factor)
