@@ -142,6 +142,14 @@ def handed_schemas(versions: Sequence[RegisteredVersion]) -> str:
     )
 
 
+# Every key `registry_client_settings` may write: what a producer Secret holds of them and the
+# settings no longer name (a credential withdrawn) is removed, not left behind.
+REGISTRY_CLIENT_KEYS = frozenset({
+    "schema.registry.url", "auto.register.schemas", "use.latest.version",
+    "basic.auth.credentials.source", "basic.auth.user.info",
+})  # fmt: skip
+
+
 def registry_client_settings(url: str, username: str | None, password: str | None) -> dict[str, str]:
     """What a producer's Secret carries for the schema registry's client and serializers: the URL,
     the client credential when there is one (`username`/`password`: the broker's read-only

@@ -21,6 +21,7 @@ from eventpipeline.api.pipeline import LISTENER_PRINCIPAL, SCHEMA_DEFINITION_MAX
 from eventpipeline.planning import naming
 from eventpipeline.planning.clock import iso
 from eventpipeline.planning.schema import (
+    REGISTRY_CLIENT_KEYS,
     DesiredSchema,
     ObservedSchemas,
     RegisteredVersion,
@@ -241,7 +242,11 @@ class SchemaStep:
             # Only an intact Secret of this pipeline: an edited one is the credentials part's to repair.
             if found is None or not found.owned_by(pipeline.uid) or not found.unedited():
                 continue
-            if all(found.data.get(key) == value for key, value in settings.items()):
+            # Registry keys the settings no longer name go: e.g. a registry credential written
+            # before clientCredentialsSecretRef existed, or one the broker's owner withdrew.
+            kept = {key: value for key, value in found.data.items() if key not in REGISTRY_CLIENT_KEYS}
+            desired = {**kept, **settings}
+            if desired == found.data:
                 continue
             labels = {PIPELINE_LABEL: pipeline.name, PRINCIPAL_LABEL: producer.name}
-            self._cluster.write_secret(pipeline.namespace, name, {**found.data, **settings}, pipeline.owner, labels)
+            self._cluster.write_secret(pipeline.namespace, name, desired, pipeline.owner, labels)

@@ -331,6 +331,22 @@ def test_producers_of_a_schema_pipeline_get_the_brokers_client_credential() -> N
         assert not any(OPERATOR in str(value) for value in given.values())
 
 
+def test_a_registry_credential_a_producer_secret_holds_from_before_is_removed() -> None:
+    # As an operator that still gave producers its own registry credential wrote the Secret.
+    before = RegistrySettings("http://registry", client_username="operator", client_password=SecretStr(OPERATOR))
+    registry = CredentialedRegistry(client=ConfluentRegistry(before))
+    world, _ = _world(registry)
+    world.apply("shop", "orders", _with_schema(V1))
+    world.reconcile("shop", "orders")
+    assert world.secret("shop", "orders", "app")["basic.auth.user.info"] == f"operator:{OPERATOR}"
+
+    registry.client = ConfluentRegistry(RegistrySettings("http://registry", "operator", SecretStr(OPERATOR)))
+    world.reconcile("shop", "orders")
+    secret = world.secret("shop", "orders", "app")
+    assert not any(key.startswith("basic.auth.") for key in secret)
+    assert secret["schema.registry.url"] == "http://registry" and "password" in secret  # the rest kept
+
+
 def test_a_schema_added_or_removed_reaches_an_airflow_producer_connection_at_once_with_its_credential_kept() -> None:
     world, _ = _world()
     producer = {"name": "results", "secret": False,
