@@ -81,8 +81,13 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters), never
+    starting with '-', which the storage tool would read as an option (as Kafka's own
+    Uuid.randomUuid avoids): one id in 64 failed `dev up` with "--cluster-id/-t: expected one argument"."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def new_password() -> str:

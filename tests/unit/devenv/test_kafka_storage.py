@@ -44,3 +44,11 @@ def test_the_format_bootstraps_the_admin_and_the_anchor(tmp_path: Path, monkeypa
     assert scram[1].startswith(f"SCRAM-SHA-512=[name={SCRAM_ANCHOR_USER},password=")
     assert "secret" not in scram[1]
     assert not (tmp_path / "format.args").exists()  # the passwords do not stay on disk
+
+
+def test_a_cluster_id_never_starts_like_an_option_of_the_storage_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    # uuid4 first yields bytes whose base64 starts with '-' (0xf8 -> '-' in the URL-safe alphabet).
+    drawn = iter([kafka.uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), kafka.uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = kafka.new_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
