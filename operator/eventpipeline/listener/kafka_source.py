@@ -109,9 +109,10 @@ class KafkaSource(SourceBase[Producer]):
         code = error.code()
         if code in QUIET_ERRORS:
             return
-        if error.fatal():
+        if error.fatal() or code == KafkaError._FATAL:
             # librdkafka stops the client after a fatal error (seen on the real stack: the static
             # member fenced, FENCED_INSTANCE_ID, after a Kafka restart): only a new consumer goes on.
+            # error_cb reports it as code _FATAL without the fatal flag; a raised one has the flag.
             self._fatal = describe(error)
         # A refused credential makes librdkafka call the broker down next; the cause is what to show.
         if code == KafkaError._ALL_BROKERS_DOWN and self._error_code in AUTH_ERRORS | ACCESS_ERRORS:

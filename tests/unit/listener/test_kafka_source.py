@@ -26,9 +26,18 @@ def source() -> KafkaSource:
     return kafka
 
 
-def test_a_fatal_error_makes_receive_ask_for_a_new_consumer() -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        # as error_cb reports it (seen on the real stack): code _FATAL, no fatal flag
+        KafkaError(KafkaError._FATAL, f"Fatal error: {FENCED}"),
+        # as a failed call raises it: the broker's code, with the fatal flag
+        KafkaError(KafkaError.FENCED_INSTANCE_ID, FENCED, fatal=True),
+    ],
+)
+def test_a_fatal_error_makes_receive_ask_for_a_new_consumer(error: KafkaError) -> None:
     kafka = source()
-    kafka._on_error(KafkaError(KafkaError._FATAL, f"Fatal error: {FENCED}", fatal=True))
+    kafka._on_error(error)
 
     with pytest.raises(SourceError, match=r"fenced.*opening a new one"):
         kafka.receive(10, 0)
