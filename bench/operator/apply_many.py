@@ -162,6 +162,10 @@ def main() -> None:
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
     namespace = f"bench-{int(time.time())}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    # One namespace holds every bench pipeline: raise the broker's per-namespace partition quota
+    # (256 by default, tenancy) the way a platform team would for one big tenant.
+    quota = {"spec": {"topicPolicy": {"maxPartitionsPerNamespace": max(256, 2 * args.pipelines)}}}
+    custom.patch_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka", quota)
 
     metrics_port = free_port()
     env = {**os.environ, **exports, "EVENTPIPELINE_RESYNC_SECONDS": str(args.resync_seconds)}
