@@ -81,13 +81,35 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: a random UUID in Kafka's URL-safe base64 form (22 characters), never
-    starting with '-', which the storage tool would read as an option (as Kafka's own
+    """A random KRaft cluster id (see `cluster_id_from`)."""
+    while (cluster_id := cluster_id_from(uuid.uuid4().bytes)) is None:
+        pass
+    return cluster_id
+
+
+def cluster_id_from(random_bytes: bytes) -> str | None:
+    """A KRaft cluster id: the bytes in Kafka's URL-safe base64 form (22 characters), or None when
+    it would start with '-', which the storage tool reads as an option (as Kafka's own
     Uuid.randomUuid avoids): one id in 64 failed `dev up` with "--cluster-id/-t: expected one argument"."""
-    while True:
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not cluster_id.startswith("-"):
-            return cluster_id
+    cluster_id = base64.urlsafe_b64encode(random_bytes).rstrip(b"=").decode()
+    return None if cluster_id.startswith("-") else cluster_id
+
+
+def format_arguments(cluster_id: str, properties: Path, admin_password: str, anchor_password: str) -> list[str]:
+    """The storage tool's arguments: the admin's SCRAM credential and, before any user the
+    operator makes, the anchor (see SCRAM_ANCHOR_USER)."""
+    return [
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(properties),
+        "--add-scram",
+        f"SCRAM-SHA-512=[name={ADMIN_USER},password={admin_password}]",
+        "--add-scram",
+        f"SCRAM-SHA-512=[name={SCRAM_ANCHOR_USER},password={anchor_password}]",
+    ]
 
 
 def new_password() -> str:
@@ -222,21 +244,7 @@ class KafkaComponent:
         of it (and out of `ps`).
         """
         argfile = data / "format.args"
-        scram = f"SCRAM-SHA-512=[name={ADMIN_USER},password={password}]"
-        anchor = f"SCRAM-SHA-512=[name={SCRAM_ANCHOR_USER},password={new_password()}]"
-        arguments = [
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            new_cluster_id(),
-            "-c",
-            str(properties),
-            "--add-scram",
-            scram,
-            # Before any user the operator makes (see SCRAM_ANCHOR_USER).
-            "--add-scram",
-            anchor,
-        ]
+        arguments = format_arguments(new_cluster_id(), properties, password, new_password())
         # java expands an @argfile only up to the main class, so the file holds the main class
         # too; one argument a line, quoted so nothing in it is interpreted.
         _write_private(argfile, "".join(f'"{argument}"\n' for argument in arguments))

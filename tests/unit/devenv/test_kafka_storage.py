@@ -3,15 +3,10 @@ user that keeps a restarted broker from losing every SCRAM credential (see `SCRA
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from eventpipeline_devenv import kafka
-from eventpipeline_devenv.kafka import ADMIN_USER, SCRAM_ANCHOR_USER, KafkaComponent
-from eventpipeline_devenv.runtime import Layout
+from eventpipeline_devenv.kafka import ADMIN_USER, SCRAM_ANCHOR_USER
 
 
 def java_string_hash(text: str) -> int:
@@ -28,27 +23,19 @@ def test_the_anchor_lies_in_the_first_bucket_of_every_hash_table() -> None:
     assert java_string_hash(ADMIN_USER) != 0  # the check above is not vacuous
 
 
-def test_the_format_bootstraps_the_admin_and_the_anchor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[str] = []
-
-    def run_logged(_component: str, command: Sequence[Any], *_args: Any, **_kwargs: Any) -> None:
-        argfile = Path(str(command[-1]).removeprefix("@"))
-        seen.extend(line.strip('"') for line in argfile.read_text().splitlines())
-
-    monkeypatch.setattr(kafka, "run_logged", run_logged)
-    layout = Layout(cache_dir=tmp_path / "cache", state_dir=tmp_path / "state")
-    KafkaComponent()._format_storage(layout, tmp_path, ["java"], tmp_path / "server.properties", "secret")
-
-    scram = [seen[i + 1] for i, argument in enumerate(seen) if argument == "--add-scram"]
-    assert scram[0] == f"SCRAM-SHA-512=[name={ADMIN_USER},password=secret]"
-    assert scram[1].startswith(f"SCRAM-SHA-512=[name={SCRAM_ANCHOR_USER},password=")
-    assert "secret" not in scram[1]
-    assert not (tmp_path / "format.args").exists()  # the passwords do not stay on disk
+def test_the_format_bootstraps_the_admin_and_then_the_anchor() -> None:
+    arguments = kafka.format_arguments("cluster", Path("server.properties"), "secret", "other")
+    scram = [arguments[i + 1] for i, argument in enumerate(arguments) if argument == "--add-scram"]
+    assert scram == [
+        f"SCRAM-SHA-512=[name={ADMIN_USER},password=secret]",
+        f"SCRAM-SHA-512=[name={SCRAM_ANCHOR_USER},password=other]",
+    ]
+    assert arguments[arguments.index("-t") + 1] == "cluster"
 
 
-def test_a_cluster_id_never_starts_like_an_option_of_the_storage_tool(monkeypatch: pytest.MonkeyPatch) -> None:
-    # uuid4 first yields bytes whose base64 starts with '-' (0xf8 -> '-' in the URL-safe alphabet).
-    drawn = iter([kafka.uuid.UUID(bytes=b"\xf8" + b"\x00" * 15), kafka.uuid.UUID(bytes=b"\x01" * 16)])
-    monkeypatch.setattr(kafka.uuid, "uuid4", lambda: next(drawn))
-    cluster_id = kafka.new_cluster_id()
-    assert not cluster_id.startswith("-") and len(cluster_id) == 22
+def test_a_cluster_id_never_starts_like_an_option_of_the_storage_tool() -> None:
+    # 0xf8 first gives '-' in the URL-safe base64 alphabet.
+    assert kafka.cluster_id_from(b"\xf8" + b"\x00" * 15) is None
+    cluster_id = kafka.cluster_id_from(b"\x01" * 16)
+    assert cluster_id is not None and not cluster_id.startswith("-") and len(cluster_id) == 22
+    assert not kafka.new_cluster_id().startswith("-")
