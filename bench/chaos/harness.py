@@ -55,7 +55,7 @@ from tests.integration.support import eventually
 
 from eventpipeline_devenv.kafka import KafkaComponent
 from eventpipeline_devenv.pulsar import PulsarComponent
-from eventpipeline_devenv.runtime import Layout, recorded_processes, restart_process
+from eventpipeline_devenv.runtime import Layout, recorded_processes, restart_process, tail
 
 RESULTS = Path(__file__).resolve().parent / "results.jsonl"
 BROKER_READY_SECONDS = 240.0
@@ -153,6 +153,7 @@ class Outcome:
     drain_seconds: float | None = None
     listener_errors: list[str] = field(default_factory=list)
     failure: str | None = None
+    listener_log: list[str] = field(default_factory=list)  # its last lines, when something failed
     load: list[float] = field(default_factory=list)  # the machine's 1-minute load average, every 3 s
 
     @property
@@ -434,6 +435,8 @@ def run(rig: Rig, plan: Plan, dag_id: str | None = None) -> Outcome:
     outcome.load = watch.load
     if errors:
         outcome.failure = (outcome.failure or "") + f" producer errors: {errors[:5]}"
+    if outcome.failure is not None:  # what the listener said last: the first thing to read in CI's output
+        outcome.listener_log = tail(listener.log_path, 60).splitlines()
     outcome.pipelines = [check(rig, dag_id, p, sent[p.key]) for p in (kafka, pulsar_pipeline)]
     last_run = max(p.last_run_at for p in outcome.pipelines)
     outcome.drain_seconds = round(last_run - outcome.last_fault_end, 1) if outcome.failure is None else None

@@ -109,10 +109,11 @@ class KafkaSource(SourceBase[Producer]):
         code = error.code()
         if code in QUIET_ERRORS:
             return
-        if error.fatal() or code == KafkaError._FATAL:
+        if error.fatal() or code in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
             # librdkafka stops the client after a fatal error (seen on the real stack: the static
             # member fenced, FENCED_INSTANCE_ID, after a Kafka restart): only a new consumer goes on.
-            # error_cb reports it as code _FATAL without the fatal flag; a raised one has the flag.
+            # error_cb reports it as code _FATAL without the fatal flag; a raised one has the flag;
+            # a commit's callback may carry the fencing's own code.
             self._fatal = describe(error)
         # A refused credential makes librdkafka call the broker down next; the cause is what to show.
         if code == KafkaError._ALL_BROKERS_DOWN and self._error_code in AUTH_ERRORS | ACCESS_ERRORS:
@@ -289,12 +290,17 @@ class KafkaSource(SourceBase[Producer]):
         try:
             described = admin.describe_topics(TopicCollection([self._topic]), request_timeout=TIMEOUT_SECONDS)
             description = described[self._topic].result(TIMEOUT_SECONDS)
-        except KafkaException as error:
-            raise SourceError(f"cannot describe topic {self._topic}: {describe(error.args[0])}") from error
-        except Exception as error:  # a timeout of the future, an unexpected answer
-            admin.poll(0)  # serves error_cb: why the broker did not answer, if it said
-            cause = self._error or f"{type(error).__name__}: {error}"
+        except Exception as error:  # refused, timed out (no controller reached), an unexpected answer
+            # A refused credential often surfaces only as a timeout ("waiting for controller"): the
+            # authentication failure itself goes to error_cb, which poll serves. It is the cause to show.
+            admin.poll(0.5)
             refused = self._error_code in AUTH_ERRORS | ACCESS_ERRORS
+            if refused and self._error is not None:
+                cause = self._error
+            elif isinstance(error, KafkaException):
+                cause = describe(error.args[0])
+            else:
+                cause = self._error or f"{type(error).__name__}: {error}"
             raise SourceError(f"cannot describe topic {self._topic}: {cause}", credential_refused=refused) from error
         return str(description.topic_id)
 
@@ -308,12 +314,16 @@ class KafkaSource(SourceBase[Producer]):
         return incarnation != self._incarnation
 
     def lag(self) -> int | None:
+        """Messages not committed on the partitions assigned to us; with none assigned (a group
+        that never settled after a broker fault), on every partition of the topic, so that a
+        consumer idle in front of a backlog shows as such."""
         consumer = self._consumer
-        if consumer is None or not self._assignment:
+        if consumer is None:
             return None
         started = time.monotonic()
-        partitions = [TopicPartition(self._topic, partition) for partition in self._assignment]
         try:
+            numbers = self._assignment or self._partition_numbers(consumer)
+            partitions = [TopicPartition(self._topic, partition) for partition in numbers]
             committed = consumer.committed(partitions, timeout=TIMEOUT_SECONDS)
             total = 0
             for position in committed:
@@ -331,6 +341,10 @@ class KafkaSource(SourceBase[Producer]):
                 "messages get the new topic's run ids"
             )
         return total
+
+    def _partition_numbers(self, consumer: Consumer) -> list[int]:
+        metadata = consumer.list_topics(self._topic, timeout=TIMEOUT_SECONDS).topics.get(self._topic)
+        return sorted(metadata.partitions) if metadata is not None and metadata.error is None else []
 
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
         if self._dead_letter_topic is None:

@@ -30,6 +30,7 @@ class ListenerStats:
         self._source_error: str | None = None
         self._airflow_error: str | None = None
         self._stall_error: str | None = None
+        self._idle_error: str | None = None  # the consumer took nothing in front of a backlog
         self._hold_error: str | None = None
 
     # -- what the status writer reads ----------------------------------------------------------
@@ -37,7 +38,9 @@ class ListenerStats:
     def snapshot(self) -> ListenerStatus:
         """What status.listener should say now (updatedAt is set by the writer)."""
         with self._lock:
-            error = self._stall_error or self._source_error or self._airflow_error or self._hold_error
+            error = (
+                self._stall_error or self._idle_error or self._source_error or self._airflow_error or self._hold_error
+            )
             return self._status.model_copy(update={"error": error})
 
     def take_urgent(self) -> bool:
@@ -57,6 +60,7 @@ class ListenerStats:
             return
         with self._lock:
             self._status.consumed += count
+            self._idle_error = None
         metrics.CONSUMED.labels(self._label).inc(count)
 
     def run_created(self, run_id: str) -> None:
@@ -131,6 +135,14 @@ class ListenerStats:
             self._urgent.set()
             if partitions and not before:
                 metrics.STALLS.labels(self._label).inc()
+
+    def consumer_stalled(self, why: str) -> None:
+        """The consumer itself took nothing in front of a backlog and is being reopened: counted as
+        a stall, and status.listener.error says so until messages come again."""
+        with self._lock:
+            self._idle_error = why
+        metrics.STALLS.labels(self._label).inc()
+        self._urgent.set()
 
     def stalled_partitions(self) -> list[int]:
         with self._lock:

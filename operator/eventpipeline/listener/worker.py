@@ -44,6 +44,9 @@ FIRST_LAG_SECONDS = 2.0
 RECEIVE_TIMEOUT_SECONDS = 0.1
 REOPEN_BACKOFF = (timedelta(seconds=1), timedelta(seconds=60))
 MAX_BATCH = 256
+# A consumer that takes nothing this long while the topic holds messages for it and the window has
+# room is stuck (seen after broker faults: a group that never settled, a fetcher that never resumed).
+IDLE_CONSUMER_ALLOWANCE_SECONDS = 60.0
 
 
 class Worker:
@@ -87,6 +90,8 @@ class Worker:
         self._receive_timeout = receive_timeout
         self._window_limit = delivery.window_limit(config.trigger.max_in_flight)
         self._lag_due = 0.0
+        self._wanting_since: float | None = None  # room in the window, and nothing taken since
+        self._idle_allowance = min(IDLE_CONSUMER_ALLOWANCE_SECONDS, stall_allowance)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervised, name=f"worker-{config.key}", daemon=True)
 
@@ -160,6 +165,7 @@ class Worker:
         if connection is not None:
             self._dispatcher.begin(connection)
             self._lag_due = self._clock() + FIRST_LAG_SECONDS
+            self._wanting_since = None
         return connection
 
     def step(self, connection: Connection) -> None:
@@ -173,7 +179,12 @@ class Worker:
             self.stats.consumed(len(messages))
             for message in messages:
                 dispatcher.submit(message)
+            if messages:
+                self._wanting_since = None
+            elif self._wanting_since is None:
+                self._wanting_since = self._clock()
         else:
+            self._wanting_since = None  # the window is full: waiting for Airflow, not for the broker
             source.receive(0, 0)  # keeps the consumer's session alive; takes nothing
             dispatcher.drain(source, timeout=self._receive_timeout)
         source.commit()
@@ -183,7 +194,27 @@ class Worker:
         self._check_stalls()
         if self._clock() >= self._lag_due:
             self._lag_due = self._clock() + LAG_INTERVAL_SECONDS
-            self.stats.lag(source.lag())
+            lag = source.lag()
+            self.stats.lag(lag)
+            self._check_idle_consumer(lag, source.window())
+
+    def _check_idle_consumer(self, lag: int | None, window: int) -> None:
+        """Messages wait on the topic beyond those taken, the window has had room for a whole
+        allowance, and the consumer gave none: reopen it (the broker hands the partitions over
+        again from the committed offsets), and say so in the log, status and metrics."""
+        since = self._wanting_since
+        if lag is None or lag <= window or since is None:
+            return
+        idle = self._clock() - since
+        if idle <= self._idle_allowance:
+            return
+        why = (
+            f"ListenerStalled: the consumer took no message for {idle:.0f} s while {lag - window} wait on the "
+            "topic and the window has room; reopening the consumer"
+        )
+        LOG.warning("%s: %s", self.config.key, why)
+        self.stats.consumer_stalled(why)
+        self._reopen = True
 
     def _check_stalls(self) -> None:
         """A stall reopens the session; status says so until the partitions move again, or until

@@ -63,7 +63,7 @@ class Listener:
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = 0
 
-    def start(self) -> None:
+    def start(self, *, wait_for_workers: bool = True) -> None:
         self.metrics_port = free_port()
         command = [sys.executable, "-m", "eventpipeline.cli", "listen", "--metrics-port", str(self.metrics_port)]
         command += ["--status-interval", "1"]
@@ -76,6 +76,19 @@ class Listener:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         # 10 s on a machine with a load average of 20; a minute when it is busier still.
         eventually(self._metrics_up, timeout=90, what="the listener's metrics endpoint")
+        # Up is not serving: each dedicated pipeline's series appear when its worker starts, so a
+        # test's clock for runs starts with the workers, not with the process. Not an assertion:
+        # some tests start the listener before their pipeline exists or may be served.
+        deadline = time.monotonic() + (60 if wait_for_workers else 0)
+        while time.monotonic() < deadline and not self._workers_started():
+            time.sleep(0.5)
+
+    def _workers_started(self) -> bool:
+        try:
+            text = self.metrics()
+        except httpx.HTTPError:
+            return False
+        return all(f'pipeline="{key}"' in text for key in self.dedicated)
 
     def _metrics_up(self) -> bool:
         assert self.process is not None and self.process.poll() is None, f"the listener exited:\n{tail(self.log_path)}"
@@ -111,10 +124,10 @@ class Listener:
 def listener_factory(stack: Any) -> Iterator[Any]:
     started: list[Listener] = []
 
-    def make(*dedicated: str) -> Listener:
+    def make(*dedicated: str, wait_for_workers: bool = True) -> Listener:
         listener = Listener(stack.exports, list(dedicated), f"listener-under-test-{len(started)}")
         started.append(listener)
-        listener.start()
+        listener.start(wait_for_workers=wait_for_workers)
         return listener
 
     yield make

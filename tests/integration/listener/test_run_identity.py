@@ -39,7 +39,7 @@ def runs_by_value(h: Harness, prefix: str, count: int) -> dict[str, str]:
 def test_a_recreated_topics_messages_become_new_runs(harness: Harness, broker: BrokerCase) -> None:
     h = harness
     prefix = f"ep__{h.namespace}.orders__"
-    h.listener_factory(f"{h.namespace}/orders")
+    h.listener_factory(f"{h.namespace}/orders", wait_for_workers=False)  # the pipeline comes later
     old = [f"old-{index}" for index in range(N)]
     create_and_produce(h, broker, old)
     first = runs_by_value(h, prefix, N)

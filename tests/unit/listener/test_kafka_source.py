@@ -33,6 +33,8 @@ def source() -> KafkaSource:
         KafkaError(KafkaError._FATAL, f"Fatal error: {FENCED}"),
         # as a failed call raises it: the broker's code, with the fatal flag
         KafkaError(KafkaError.FENCED_INSTANCE_ID, FENCED, fatal=True),
+        # as a commit's callback may carry it: the broker's code alone
+        KafkaError(KafkaError.FENCED_INSTANCE_ID, FENCED),
     ],
 )
 def test_a_fatal_error_makes_receive_ask_for_a_new_consumer(error: KafkaError) -> None:

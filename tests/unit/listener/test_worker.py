@@ -187,3 +187,52 @@ def test_lag_is_read_every_ten_seconds_of_the_clock() -> None:
     r.clock.advance(2.0)
     r.steps(1)
     assert r.worker.status().lag == 0
+
+
+class StuckSource(FakeSource):
+    """A consumer that gives nothing although the topic holds messages for it (seen after broker
+    faults: a group that never settled, a fetcher that never resumed)."""
+
+    def __init__(self, backlog: int) -> None:
+        super().__init__([])
+        self.backlog = backlog
+
+    def receive(self, max_messages: int, timeout: float) -> list[Any]:
+        return []
+
+    def lag(self) -> int | None:
+        return self.backlog
+
+
+def test_a_consumer_idle_in_front_of_a_backlog_is_reopened_and_reported() -> None:
+    r = rig(StuckSource(backlog=25), FakeAirflow())
+    r.steps(int(55 / 0.5), tick=0.5)
+    assert not r.worker._reopen, "reopened before the allowance"
+    r.steps(int(20 / 0.5), tick=0.5)
+    assert r.worker._reopen
+    error = r.worker.status().error or ""
+    assert error.startswith("ListenerStalled: the consumer took no message") and "25 wait on the topic" in error
+
+
+def test_an_idle_topic_never_reopens_the_consumer() -> None:
+    r = rig(StuckSource(backlog=0), FakeAirflow())
+    r.steps(int(300 / 0.5), tick=0.5)
+    assert not r.worker._reopen and r.worker.status().error is None
+
+
+def test_a_full_window_waiting_for_airflow_is_not_an_idle_consumer() -> None:
+    source = FakeSource(messages(400, partitions=1))
+    airflow = FakeAirflow(lambda _run, _attempt: None)  # Airflow takes nothing: the window fills
+    r = rig(source, airflow)
+    r.steps(int(200 / 0.5), tick=0.5)
+    assert source.window() > 0
+    assert not (r.worker.status().error or "").startswith("ListenerStalled: the consumer")
+
+
+def test_messages_coming_again_clear_the_idle_consumer_report() -> None:
+    stuck = StuckSource(backlog=5)
+    r = rig(stuck, FakeAirflow())
+    r.steps(int(80 / 0.5), tick=0.5)
+    assert (r.worker.status().error or "").startswith("ListenerStalled")
+    r.worker.stats.consumed(1)
+    assert r.worker.status().error is None
