@@ -17,7 +17,7 @@ from eventpipeline.adapters.kube import Kube, load_configuration
 from eventpipeline.api.common import GROUP
 from eventpipeline.planning import naming, schedule
 from eventpipeline.planning.reference_policy import allow_namespaced_references
-from eventpipeline.planning.schedule import DueSchedule
+from eventpipeline.planning.schedule import DueSchedule, Handled
 from eventpipeline.reconciler.pipeline import PipelineReconciler
 from eventpipeline.reconciler.references import References
 
@@ -53,6 +53,8 @@ _locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
 _schedule = DueSchedule(RESYNC_SECONDS, DUE_CHECK_SECONDS, TRANSIENT_MAX_BACKOFF_SECONDS)
 _schedule_lock = threading.Lock()
 _wakers: list[Callable[[], None]] = []
+# Each pipeline's last reconciliation that ended without a transient failure (kopf's repeats skip).
+_handled: dict[str, Handled] = {}
 T = TypeVar("T")
 
 
@@ -107,9 +109,22 @@ def record_full_check(uid: str, now: float) -> None:
     with_schedule(lambda due: due.started(uid, now))
 
 
+def last_handled(uid: str) -> Handled | None:
+    return _handled.get(uid)
+
+
+def record_handled(uid: str, handled: Handled | None) -> None:
+    """The last run ended without a transient failure, on `handled` (None: it failed)."""
+    if handled is None:
+        _handled.pop(uid, None)
+    else:
+        _handled[uid] = handled
+
+
 def forget(uid: str) -> None:
     with_schedule(lambda due: due.forget(uid), wake=False)
     _locks.pop(uid, None)
+    _handled.pop(uid, None)
 
 
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

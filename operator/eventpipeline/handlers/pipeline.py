@@ -3,6 +3,7 @@ handlers/schedule.py's)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,9 +17,11 @@ from eventpipeline.api.pipeline import EventPipelineStatus
 from eventpipeline.api.resources import EVENT_PIPELINE
 from eventpipeline.handlers import context
 from eventpipeline.planning.clock import parse_iso
+from eventpipeline.planning.schedule import Handled, repeats_last_run
 from eventpipeline.reconciler.pipeline import Note, PipelineObject, Reconciled, parse_pipeline
 
 RESOURCE = (GROUP, VERSION, EVENT_PIPELINE.plural)
+LOG = logging.getLogger("eventpipeline.handlers.pipeline")
 
 
 def _write_status(pipeline: PipelineObject, status: EventPipelineStatus) -> None:
@@ -41,12 +44,16 @@ def _emit(body: kopf.Body, notes: list[Note]) -> None:
         kopf.event(body, type=note.type, reason=note.reason, message=note.message[:1000])
 
 
-def reconcile(body: kopf.Body, emit: Callable[[kopf.Body, list[Note]], None] = _emit) -> str | None:
+def reconcile(
+    body: kopf.Body, emit: Callable[[kopf.Body, list[Note]], None] = _emit, *, skip_repeat: bool = False
+) -> str | None:
     """Reconcile from the object as it is now, and write its status before letting go of it.
 
     kopf's `body` can predate the status the previous run wrote (a timer and a change handler
     may hold the same old snapshot), and kopf applies handler patches only after the handler
     returns; reading fresh and writing status under the object's lock keeps runs in sequence.
+    With `skip_repeat` (kopf's change handlers), a run that would repeat the last clean run (same
+    generation and rotation request) is skipped: the scheduler's drift check follows that run.
     """
     services = context.services()
     metadata = body["metadata"]
@@ -55,9 +62,15 @@ def reconcile(body: kopf.Body, emit: Callable[[kopf.Body, list[Note]], None] = _
         if current is None or current["metadata"].get("deletionTimestamp"):
             return None
         pipeline = parse_pipeline(current)
+        essence = (pipeline.generation, pipeline.rotate_request)
+        if skip_repeat and repeats_last_run(context.last_handled(pipeline.uid), essence):
+            LOG.debug("%s/%s repeats its last run; skipped", pipeline.namespace, pipeline.name)
+            return None
         context.record_full_check(pipeline.uid, time.monotonic())
         result = services.reconciler.reconcile(pipeline)
         _write_status(pipeline, result.status)
+        clean = result.transient_failure is None
+        context.record_handled(pipeline.uid, Handled(essence) if clean else None)
     emit(body, result.notes)
     _measure(pipeline, result)
     return result.transient_failure
@@ -82,7 +95,7 @@ def _measure(pipeline: PipelineObject, result: Reconciled) -> None:
 def reconcile_on_change(*, body: kopf.Body, retry: int, **_: Any) -> None:
     """Reconcile; a transient failure (a broker or Airflow briefly unreachable) is retried with
     backoff from about 1 s up to about 60 s instead of waiting for the periodic resync."""
-    failure = reconcile(body)
+    failure = reconcile(body, skip_repeat=True)
     if failure is not None:
         raise kopf.TemporaryError(f"will retry: {failure}", delay=context.transient_backoff(retry))
 

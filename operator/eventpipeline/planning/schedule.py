@@ -29,6 +29,29 @@ from eventpipeline.planning.readiness import LISTENER_STALE_AFTER, listener_chan
 Reason = Literal["drift", "hint", "retry"]
 
 
+@dataclass(frozen=True)
+class Handled:
+    """What a reconciliation that ended without a transient failure ran on.
+
+    `essence` is what a run reads from the object itself: its generation (the spec) and its
+    rotation request; status, labels and kopf's own annotations decide nothing.
+    """
+
+    essence: tuple[int | None, str | None]
+
+
+def repeats_last_run(last: Handled | None, essence: tuple[int | None, str | None]) -> bool:
+    """Whether a change-handler run (kopf's create, update, resume) would only repeat the last run.
+
+    kopf takes an event of its own earlier state for a change when its patch is not seen within
+    its consistency timeout (a loaded API server or event loop): at 1,000 pipelines nearly every
+    creation ran twice, minutes apart, reading every backend fresh. When the object holds what the
+    last clean run reconciled, the scheduler's drift check (one period after that run) covers the
+    rest; a new generation, a new rotation request, or a last run that failed always runs.
+    """
+    return last is not None and last.essence == essence
+
+
 def transient_backoff(retry: int, cap: float = 60.0) -> float:
     """Delay before retry `retry + 1` of a run that failed on a transient error: 1 s doubling to `cap`."""
     return float(min(2 ** min(retry, 6), cap))
@@ -41,7 +64,11 @@ def due_hint(
     revocation time, a rotation requested by annotation, a listener report that changes (or, by
     going silent, will change) ListenerReady. Only a hint: each run decides from the claims, and
     the drift check runs regardless, so an edited status can at most delay a step until then.
+    An object never reconciled yet (no observedGeneration) hints nothing: kopf's creation handler
+    runs it, and a scheduled run at the same time would only repeat that run.
     """
+    if status.observed_generation is None:
+        return None
     if rotate_request is not None and rotate_request != status.rotate_request:
         return now
     if listener_changed(spec, status.listener, status.conditions, now):

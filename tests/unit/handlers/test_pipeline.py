@@ -12,10 +12,11 @@ from eventpipeline.reconciler.pipeline import PipelineObject, parse_pipeline
 
 
 def _body(status: dict[str, Any] | None = None, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """An object the controller has reconciled once (its status has an observedGeneration)."""
     return {
         "metadata": {"namespace": "shop", "name": "orders", "uid": "u-1", "annotations": annotations or {}},
         "spec": {"brokerRef": {"kind": "ClusterBroker", "name": "kafka"}, "producers": [{"name": "app"}]},
-        "status": status or {},
+        "status": {"observedGeneration": 1, **(status or {})},
     }
 
 
@@ -52,6 +53,16 @@ def test_a_new_rotate_annotation_is_due_at_once() -> None:
     annotations = {"eventpipeline.dev/rotate": "now"}
     assert _looks_due(parse_pipeline(_body({"rotateRequest": "earlier"}, annotations)))
     assert not _looks_due(parse_pipeline(_body({"rotateRequest": "now"}, annotations)))
+
+
+def test_an_object_never_reconciled_hints_nothing_its_creation_handler_runs_it() -> None:
+    # Without this the scheduler ran every new pipeline at once, next to kopf's creation handler.
+    body = _body(annotations={"eventpipeline.dev/rotate": "now"})
+    body["spec"]["airflow"] = {"instanceRef": {"name": "local"}, "trigger": {"dagId": "d"}}
+    assert _looks_due(parse_pipeline(body))
+    del body["status"]["observedGeneration"]
+    pipeline = parse_pipeline(body)
+    assert due_hint(pipeline.spec, pipeline.status, pipeline.rotate_request, utcnow()) is None
 
 
 def test_a_listener_report_is_due_again_when_it_would_turn_silent() -> None:

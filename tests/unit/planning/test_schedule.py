@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventpipeline.planning.schedule import DueSchedule
+from eventpipeline.planning.schedule import DueSchedule, Handled, repeats_last_run
 
 RESYNC, SPACING = 300.0, 30.0
 
@@ -124,3 +124,24 @@ def test_a_thousand_pipelines_cost_one_check_each_per_period() -> None:
             checks[uid] = checks.get(uid, 0) + 1
     # 600 s of checking: two periods, each pipeline twice, none more.
     assert set(checks.values()) == {2} and len(checks) == 1000
+
+
+def test_a_change_handler_run_on_what_the_last_clean_run_reconciled_is_a_repeat() -> None:
+    # kopf took a stale event of its own for a creation: same generation, same rotation request.
+    assert repeats_last_run(Handled((1, None)), (1, None))
+    assert repeats_last_run(Handled((3, "r1")), (3, "r1"))
+
+
+def test_a_new_generation_a_new_rotate_request_or_no_clean_run_always_runs() -> None:
+    last = Handled((1, None))
+    assert not repeats_last_run(last, (2, None))
+    assert not repeats_last_run(last, (1, "2026-11-30T23:00:00Z"))
+    assert not repeats_last_run(Handled((1, "r1")), (1, None))  # the request withdrawn
+    assert not repeats_last_run(None, (1, None))  # never ran in this process, or the last run failed
+
+
+def test_after_a_skipped_repeat_the_drift_check_still_comes_a_period_after_the_last_run() -> None:
+    schedule = _schedule()
+    schedule.started("a", 0.0)  # the creation's run; kopf's repeat at 200 s runs nothing
+    assert _run(schedule, 200.0) == []
+    assert _run(schedule, RESYNC) == [("a", "drift")]
