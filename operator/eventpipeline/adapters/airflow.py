@@ -19,11 +19,14 @@ import httpx
 from pydantic import SecretStr
 
 from eventpipeline.adapters import bounded
+from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot
 from eventpipeline.adapters.errors import InvalidRequestError, NotAuthorizedError, UnavailableError
 from eventpipeline.adapters.metrics import counted
 
 # Airflow's JWTs last 24 h by default; renew well before, and at once on a 401.
 TOKEN_REFRESH_SECONDS = 30 * 60
+# Connections per page of the drift check's listing (Airflow's default maximum_page_limit).
+CONNECTION_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,9 @@ class _AirflowApi:
             raise UnavailableError(f"Airflow: {action}: the answer is not JSON") from error
 
 
-class AirflowConnections(_AirflowApi):
-    """Create, update and delete Airflow connections (`/api/v2/connections`)."""
+class AirflowConnectionCalls(_AirflowApi):
+    """Create, update and delete Airflow connections (`/api/v2/connections`); every method is one
+    counted call (a listing one per page); `AirflowConnections` adds the drift-check snapshot."""
 
     def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
         super().__init__(settings, tokens, needs="may not manage connections")
@@ -141,6 +145,29 @@ class AirflowConnections(_AirflowApi):
     @counted("airflow")
     def exists(self, connection_id: str) -> bool:
         return self._call("GET", self._path(connection_id), f"reading connection {connection_id}") is not None
+
+    @counted("airflow")
+    def list_connection_page(self, offset: int) -> tuple[list[str], int]:
+        """The ids of one page of connections from `offset`, and how many there are in all."""
+        listing = self._get_json(
+            "/api/v2/connections", "listing connections", params={"limit": CONNECTION_PAGE, "offset": offset}
+        )
+        if not isinstance(listing, dict):
+            raise UnavailableError("Airflow: listing connections: unexpected answer")
+        ids = [str(item["connection_id"]) for item in listing.get("connections") or [] if "connection_id" in item]
+        return ids, int(listing.get("total_entries") or 0)
+
+    def list_connection_ids(self) -> Listing[set[str]]:
+        """Every connection id, a page (`CONNECTION_PAGE`) per call: the drift check's listing."""
+        found: set[str] = set()
+        offset, total = 0, 1
+        while offset < total:
+            ids, total = self.list_connection_page(offset)
+            if not ids:
+                break
+            found.update(ids)
+            offset += len(ids)
+        return Listing(found)
 
     @counted("airflow")
     def put(self, payload: dict[str, Any]) -> None:
@@ -169,19 +196,61 @@ class AirflowConnections(_AirflowApi):
         self._call("DELETE", self._path(connection_id), f"deleting connection {connection_id}")
 
 
+class AirflowConnections(AirflowConnectionCalls):
+    """`AirflowConnectionCalls` whose `exists`, inside `drift_reads()`, is answered from one listing of
+    the instance's connections per period (a page per `CONNECTION_PAGE` connections instead of one
+    read per pipeline); writes mark what they changed, which is then read fresh."""
+
+    def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
+        super().__init__(settings, tokens)
+        self.snapshot = Snapshot(self.list_connection_ids)
+
+    def exists(self, connection_id: str) -> bool:
+        cached = self.snapshot.lookup([connection_id], lambda ids: connection_id in ids)
+        return cached.value if cached is not None else super().exists(connection_id)
+
+    def put(self, payload: dict[str, Any]) -> None:
+        try:
+            super().put(payload)
+        finally:
+            self.snapshot.touched([str(payload["connection_id"])])
+
+    def update(self, payload: dict[str, Any], fields: list[str]) -> bool:
+        try:
+            return super().update(payload, fields)
+        finally:
+            self.snapshot.touched([str(payload["connection_id"])])
+
+    def delete(self, connection_id: str) -> None:
+        try:
+            super().delete(connection_id)
+        finally:
+            self.snapshot.touched([connection_id])
+
+
 # A DAG list this long on one asset is not what a pipeline triggers; refuse rather than page on.
 MAX_ASSET_CONSUMERS = 100
 
 
 class AirflowDags(_AirflowApi):
-    """Reads what DAG authorization needs: a DAG's tags, and the DAGs scheduled on an asset."""
+    """Reads what DAG authorization needs: a DAG's tags, and the DAGs scheduled on an asset.
+
+    Inside `drift_reads()` a DAG's tags come from a read less than a period old: the pipelines
+    that trigger one DAG share its read.
+    """
 
     def __init__(self, settings: AirflowSettings, tokens: AirflowTokens | None = None) -> None:
         super().__init__(settings, tokens, needs="needs read access to DAGs and assets")
+        self._tags: RecentReads[str, list[str] | None] = RecentReads()
 
-    @counted("airflow")
     def tags(self, dag_id: str) -> list[str] | None:
         """The DAG's tags (`GET /api/v2/dags/{dag_id}`); None when Airflow has no such DAG."""
+        found = self._tags.get(dag_id, lambda: self.read_tags(dag_id))
+        return None if found is None else list(found)
+
+    @counted("airflow")
+    def read_tags(self, dag_id: str) -> list[str] | None:
+        """The DAG's tags, read now."""
         dag = self._get_json(f"/api/v2/dags/{quote(dag_id, safe='')}", f"reading DAG {dag_id}")
         if dag is None:
             return None

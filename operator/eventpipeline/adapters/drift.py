@@ -8,6 +8,10 @@ changed since the listing (a key `touched` after a write) is read fresh, so a ru
 a picture older than its own writes; what someone else changed by hand is seen at the next
 listing, one period later at most. Outside `drift_reads()` (creations, updates, rotations,
 retries) every read goes to the broker.
+
+`RecentReads` does the same for single reads that every pipeline repeats (a referenced broker
+or Airflow instance and its admin Secret, a DAG's tags): a drift check takes the answer of the
+last read of that key if it is less than a period old, and every other read refreshes it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
 S = TypeVar("S")
 T = TypeVar("T")
 
@@ -118,3 +123,30 @@ class Snapshot(Generic[S]):
         if any(key in self._touched for key in keys):
             return None
         return Cached(read(state))
+
+
+class RecentReads(Generic[K, T]):
+    """The last answer of each key's read, for drift checks; thread-safe.
+
+    Inside `drift_reads()` a key read less than `max_age` seconds ago is answered again; outside,
+    and when older, `read` runs and its answer is kept (failures are not). What a read returns
+    must be safe to share between runs (not changed by them).
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._kept: dict[K, tuple[float, T]] = {}
+
+    def get(self, key: K, read: Callable[[], T]) -> T:
+        max_age = drift_max_age()
+        started = self._clock()
+        if max_age is not None:
+            with self._lock:
+                kept = self._kept.get(key)
+            if kept is not None and started - kept[0] < max_age:
+                return kept[1]
+        value = read()
+        with self._lock:
+            self._kept[key] = (started, value)
+        return value

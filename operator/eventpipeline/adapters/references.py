@@ -15,8 +15,9 @@ from typing import Any
 from pydantic import SecretStr
 
 from eventpipeline.adapters.airflow import AirflowConnections, AirflowDags, AirflowSettings, AirflowTokens
+from eventpipeline.adapters.drift import RecentReads
 from eventpipeline.adapters.errors import AdapterError
-from eventpipeline.adapters.kube import Kube, fingerprint
+from eventpipeline.adapters.kube import Kube, SecretView, fingerprint
 from eventpipeline.api.airflow_instance import AirflowInstanceSpec
 from eventpipeline.api.common import AirflowInstanceRef, SecretKeyRef
 from eventpipeline.api.resources import REFERENCED_PLURALS
@@ -44,16 +45,24 @@ class ResolvedAirflow:
 
 
 class ReferenceReader:
-    """Reads referenced resources and their Secrets; resolves Airflow instances into clients."""
+    """Reads referenced resources and their Secrets; resolves Airflow instances into clients.
+
+    Every pipeline of a broker reads the same broker and admin Secret: a drift check takes them
+    from a read less than a period old (`RecentReads`), every other run reads them fresh.
+    """
 
     def __init__(self, kube: Kube) -> None:
         self._kube = kube
         self._lock = threading.Lock()
         self._airflows: dict[str, tuple[str, ResolvedAirflow]] = {}
+        self._bodies: RecentReads[tuple[str, str | None, str], dict[str, Any] | None] = RecentReads()
+        self._secrets: RecentReads[tuple[str, str], SecretView | None] = RecentReads()
 
     def _load(self, kind: str, name: str, namespace: str | None) -> tuple[dict[str, Any], str | None, str]:
         scope = None if kind.startswith("Cluster") else namespace
-        body = self._kube.get_custom(REFERENCED_PLURALS[kind], name, scope)
+        body = self._bodies.get(
+            (kind, scope, name), lambda: self._kube.get_custom(REFERENCED_PLURALS[kind], name, scope)
+        )
         where = f"{kind} {name}" if scope is None else f"{kind} {scope}/{name}"
         if body is None:
             raise UnresolvedReferenceError(f"{kind}NotFound", f"{where} does not exist; create it or fix the reference")
@@ -74,7 +83,9 @@ class ReferenceReader:
             raise UnresolvedReferenceError(
                 "SecretRefInvalid", f"{where}: a cluster-scoped resource's Secret needs a namespace"
             )
-        found = self._kube.read_secret(secret_namespace, ref.name)
+        found = self._secrets.get(
+            (secret_namespace, ref.name), lambda: self._kube.read_secret(secret_namespace, ref.name)
+        )
         if found is None:
             raise UnresolvedReferenceError(
                 "SecretNotFound", f"{where}: Secret {secret_namespace}/{ref.name} does not exist"

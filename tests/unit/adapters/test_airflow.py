@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from eventpipeline.adapters.airflow import AirflowConnections, AirflowDags, AirflowSettings, AirflowTokens
+from eventpipeline.adapters.drift import drift_reads
 from eventpipeline.adapters.errors import InvalidRequestError, NotAuthorizedError
 
 SETTINGS = AirflowSettings("http://airflow.example", "u", SecretStr("p"))
@@ -105,3 +106,44 @@ def test_the_token_is_renewed_once_on_a_401() -> None:
     with pytest.raises(NotAuthorizedError):
         connections.exists("c")
     assert tokens.renewals == 1
+
+
+def test_drift_checks_read_connections_from_one_paged_listing_and_what_was_written_fresh() -> None:
+    pages: list[str | None] = []
+    single: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/connections":
+            offset = int(request.url.params["offset"])
+            pages.append(request.url.params.get("offset"))
+            ids = [f"c{index}" for index in range(250)][offset : offset + 100]
+            return httpx.Response(200, json={"connections": [{"connection_id": i} for i in ids], "total_entries": 250})
+        single.append(request.url.path)
+        return httpx.Response(200, json={})
+
+    connections = AirflowConnections(SETTINGS, FixedTokens())
+    with_api(connections, httpx.MockTransport(answer))
+    with drift_reads(300.0):
+        assert all(connections.exists(f"c{index}") for index in range(250))
+        assert not connections.exists("gone")
+    assert pages == ["0", "100", "200"] and single == []
+    connections.put({"connection_id": "gone", "conn_type": "kafka"})  # written: read fresh from now on
+    with drift_reads(300.0):
+        assert connections.exists("gone")
+    assert pages == ["0", "100", "200"] and single == ["/api/v2/connections/gone", "/api/v2/connections/gone"]
+    assert connections.exists("c1") and len(single) == 3  # outside a drift check: always fresh
+
+
+def test_the_pipelines_of_one_dag_share_its_tags_within_a_drift_period() -> None:
+    reads: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        reads.append(request.url.path)
+        return httpx.Response(200, json={"tags": [{"name": "eventpipeline:*"}]})
+
+    dags = AirflowDags(SETTINGS, FixedTokens())
+    with_api(dags, httpx.MockTransport(answer))
+    with drift_reads(300.0):
+        assert [dags.tags("process") for _ in range(50)] == [["eventpipeline:*"]] * 50
+    assert reads == ["/api/v2/dags/process"]
+    assert dags.tags("process") == ["eventpipeline:*"] and len(reads) == 2  # a change handler reads fresh

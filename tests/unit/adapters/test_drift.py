@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from eventpipeline.adapters.drift import Listing, Snapshot, drift_reads
+from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot, drift_reads
 
 
 class Clock:
@@ -122,3 +122,31 @@ def test_a_listing_slower_than_the_period_still_serves_the_checks_after_it() -> 
         clock.now += 3
         assert _has(snapshot, "a") is True
     assert snapshot.listings == 1
+
+
+def test_a_read_every_pipeline_repeats_is_shared_by_the_drift_checks_of_a_period() -> None:
+    clock, reads = Clock(), []
+    recent: RecentReads[str, str] = RecentReads(clock)
+
+    def read() -> str:
+        reads.append(clock.now)
+        return f"broker@{clock.now:.0f}"
+
+    assert recent.get("broker", read) == "broker@1000"  # a change handler: fresh, and kept
+    with drift_reads(300.0):
+        assert {recent.get("broker", read) for _ in range(1000)} == {"broker@1000"}
+        clock.now += 300.0  # a period later: read again, then shared again
+        assert recent.get("broker", read) == recent.get("broker", read) == "broker@1300"
+    assert recent.get("broker", read) == "broker@1300" and reads == [1000.0, 1300.0, 1300.0]
+
+
+def test_a_failed_read_is_not_kept() -> None:
+    recent: RecentReads[str, str] = RecentReads(Clock())
+
+    def fail() -> str:
+        raise RuntimeError("API server unreachable")
+
+    with drift_reads(300.0), pytest.raises(RuntimeError):
+        recent.get("broker", fail)
+    with drift_reads(300.0):
+        assert recent.get("broker", lambda: "read") == "read"
