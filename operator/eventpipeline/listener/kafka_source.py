@@ -102,6 +102,7 @@ class KafkaSource(SourceBase[Producer]):
         self._assignment: list[int] = []
         self._paused = False
         self._full_since: float | None = None
+        self._untaken: int | None = None
 
     # -- client callbacks (run inside poll/consume, on the worker thread) -------------------
 
@@ -321,18 +322,27 @@ class KafkaSource(SourceBase[Producer]):
         if consumer is None:
             return None
         started = time.monotonic()
+        self._untaken = None
         try:
-            numbers = self._assignment or self._partition_numbers(consumer)
+            assigned = list(self._assignment)
+            numbers = assigned or self._partition_numbers(consumer)
             partitions = [TopicPartition(self._topic, partition) for partition in numbers]
             committed = consumer.committed(partitions, timeout=TIMEOUT_SECONDS)
-            total = 0
+            # Where the consumer will fetch next (assigned partitions only); unassigned: the commit.
+            fetching = {p.partition: p.offset for p in consumer.position(partitions)} if assigned else {}
+            total = untaken = 0
             for position in committed:
                 low, high = consumer.get_watermark_offsets(position, timeout=TIMEOUT_SECONDS, cached=False)
                 start = position.offset if position.offset >= 0 else low
                 total += max(0, high - start)
+                # Past the fetch position, not the commit: a transaction marker after the last
+                # message keeps the commit one short of the end for good, but is never a message.
+                fetch = fetching.get(position.partition, -1)
+                untaken += max(0, high - (fetch if fetch >= 0 else start))
         except KafkaException as error:
             self._on_error(error.args[0])
             return None
+        self._untaken = untaken
         if self._error_at < started:
             self._error = None  # the broker answered with our credential: whatever failed before works now
         if self.recreated():
@@ -341,6 +351,9 @@ class KafkaSource(SourceBase[Producer]):
                 "messages get the new topic's run ids"
             )
         return total
+
+    def untaken(self) -> int | None:
+        return self._untaken
 
     def _partition_numbers(self, consumer: Consumer) -> list[int]:
         metadata = consumer.list_topics(self._topic, timeout=TIMEOUT_SECONDS).topics.get(self._topic)

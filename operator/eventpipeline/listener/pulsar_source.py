@@ -69,6 +69,7 @@ class PulsarSource(SourceBase[Any]):
         self._client: pulsar.Client | None = None
         self._consumer: Any = None
         self._unacked: set[str] = set()
+        self._untaken: int | None = None
 
     def open(self, replay_from: datetime | None) -> None:
         tls_options, self._trust = pulsar_tls_options(self._service_url, self._ca_pem)
@@ -157,6 +158,7 @@ class PulsarSource(SourceBase[Any]):
         Pulsar lets a role that may consume a topic read its stats (TopicOperation.GET_STATS is
         allowed to whoever may look the topic up), so this needs no grant beyond `consume`.
         """
+        self._untaken = None
         if self._admin_url is None or self._consumer is None:
             return None
         tenant, namespace, name = self._topic.removeprefix("persistent://").split("/", 2)
@@ -173,7 +175,14 @@ class PulsarSource(SourceBase[Any]):
         except (httpx.HTTPError, ValueError) as error:
             LOG.debug("reading the backlog of %s: %s", self._topic, error)
             return None
-        return None if subscription is None else int(subscription.get("msgBacklog", 0))
+        if subscription is None:
+            return None
+        backlog = int(subscription.get("msgBacklog", 0))
+        self._untaken = max(0, backlog - self.window())
+        return backlog
+
+    def untaken(self) -> int | None:
+        return self._untaken
 
     def _verify(self) -> ssl.SSLContext | bool:
         if self._ca_pem and self._admin_url is not None and self._admin_url.startswith("https://"):

@@ -37,6 +37,10 @@ class Source(Protocol):
     def lag(self) -> int | None:
         """Messages on the topic the subscription has not committed, when the broker says."""
 
+    def untaken(self) -> int | None:
+        """As of the last `lag` read: messages on the topic past what this consumer has taken
+        (None: unknown). What a consumer idle in front of a backlog leaves waiting."""
+
     def replay_outcome(self) -> str | None:
         """Once, after `open(replay_from=…)` took effect: what was rewound."""
 

@@ -194,22 +194,21 @@ class Worker:
         self._check_stalls()
         if self._clock() >= self._lag_due:
             self._lag_due = self._clock() + LAG_INTERVAL_SECONDS
-            lag = source.lag()
-            self.stats.lag(lag)
-            self._check_idle_consumer(lag, source.window())
+            self.stats.lag(source.lag())
+            self._check_idle_consumer(source.untaken())
 
-    def _check_idle_consumer(self, lag: int | None, window: int) -> None:
+    def _check_idle_consumer(self, untaken: int | None) -> None:
         """Messages wait on the topic beyond those taken, the window has had room for a whole
         allowance, and the consumer gave none: reopen it (the broker hands the partitions over
         again from the committed offsets), and say so in the log, status and metrics."""
         since = self._wanting_since
-        if lag is None or lag <= window or since is None:
+        if not untaken or since is None:
             return
         idle = self._clock() - since
         if idle <= self._idle_allowance:
             return
         why = (
-            f"ListenerStalled: the consumer took no message for {idle:.0f} s while {lag - window} wait on the "
+            f"ListenerStalled: the consumer took no message for {idle:.0f} s while {untaken} wait on the "
             "topic and the window has room; reopening the consumer"
         )
         LOG.warning("%s: %s", self.config.key, why)

@@ -110,6 +110,9 @@ class FakeSource:
         return self.tracker.uncommitted
 
     def lag(self) -> int | None:
+        return len(self.pending) + self.window()
+
+    def untaken(self) -> int | None:
         return len(self.pending)
 
     def replay_outcome(self) -> str | None:
