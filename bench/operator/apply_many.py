@@ -255,9 +255,17 @@ def main() -> None:
             "idle_backend_calls_per_pipeline": round(sum(idle_calls.values()) / max(ready, 1), 2),
             # One Kafka broker in this bench: its admin calls per drift period are the broker's.
             "kafka_admin_calls_per_drift_period": round(sum(kafka_idle.values()) / periods, 1),
-            # Each drift check asks Airflow once whether the pipeline's connection exists.
+            "airflow_calls_per_drift_period": round(
+                sum(value for key, value in idle_calls.items() if key.startswith("airflow.")) / periods, 1
+            ),
+            # Each reconciliation lists the pipeline's ownership claims once.
             "drift_checks_per_pipeline_per_period": round(
-                idle_calls.get("airflow.exists", 0.0) / max(ready, 1) / periods, 2
+                idle_calls.get("kubernetes._list", 0.0) / max(ready, 1) / periods, 2
+            ),
+            "kubernetes_reads_per_drift_check": round(
+                sum(value for key, value in idle_calls.items() if key.startswith("kubernetes."))
+                / max(idle_calls.get("kubernetes._list", 0.0), 1.0),
+                1,
             ),
             "operator_rss_after_idle_mib": round(rss_bytes(operator.pid) / 2**20),
         }
