@@ -91,6 +91,7 @@ class Worker:
         self._window_limit = delivery.window_limit(config.trigger.max_in_flight)
         self._lag_due = 0.0
         self._wanting_since: float | None = None  # room in the window, and nothing taken since
+        self._untaken_since: float | None = None  # the lag reads have shown messages not taken since
         self._idle_allowance = min(IDLE_CONSUMER_ALLOWANCE_SECONDS, stall_allowance)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervised, name=f"worker-{config.key}", daemon=True)
@@ -165,7 +166,7 @@ class Worker:
         if connection is not None:
             self._dispatcher.begin(connection)
             self._lag_due = self._clock() + FIRST_LAG_SECONDS
-            self._wanting_since = None
+            self._wanting_since = self._untaken_since = None
         return connection
 
     def step(self, connection: Connection) -> None:
@@ -203,8 +204,12 @@ class Worker:
         again from the committed offsets), and say so in the log, status and metrics."""
         since = self._wanting_since
         if not untaken or since is None:
+            self._untaken_since = None
             return
-        idle = self._clock() - since
+        # Counted from when a lag read first showed the backlog too, not only from the last message
+        # taken: after a quiet hour, the first new message may not be fetched yet at the lag read.
+        self._untaken_since = max(since, self._untaken_since or self._clock())
+        idle = self._clock() - self._untaken_since
         if idle <= self._idle_allowance:
             return
         why = (

@@ -225,6 +225,19 @@ def test_an_idle_topic_never_reopens_the_consumer() -> None:
     assert not r.worker._reopen and r.worker.status().error is None
 
 
+def test_the_first_message_after_a_quiet_spell_is_not_an_idle_consumer() -> None:
+    # Nothing on the topic for minutes, then a message the consumer has not fetched yet when the
+    # lag is read: not a stuck consumer. Still there a whole allowance later: it is.
+    stuck = StuckSource(backlog=0)
+    r = rig(stuck, FakeAirflow())
+    r.steps(int(300 / 0.5), tick=0.5)
+    stuck.backlog = 1
+    r.steps(int(12 / 0.5), tick=0.5)
+    assert not r.worker._reopen, "one lag read showing a message just written is no stall"
+    r.steps(int(65 / 0.5), tick=0.5)
+    assert r.worker._reopen
+
+
 def test_a_full_window_waiting_for_airflow_is_not_an_idle_consumer() -> None:
     source = FakeSource(messages(400, partitions=1))
     airflow = FakeAirflow(lambda _run, _attempt: None)  # Airflow takes nothing: the window fills
