@@ -33,6 +33,12 @@ from eventpipeline.planning.schema_versions import UndecodableError, behind_mess
 from eventpipeline.planning.serving import PipelineConfig
 
 LOG = logging.getLogger("eventpipeline.listener")
+# While Airflow keeps up (not throttled), up to maxInFlight more jobs wait in the pool's queue behind
+# the maxInFlight running ones: a trigger thread that gets its answer goes on to the next message at
+# once, instead of idling until the worker's thread is scheduled, handles the answer and hands it a
+# new one. On a loaded 2-core machine that hand-over left about a seventh of the slots idle
+# (bench/listener/RESULTS.md, F). The pool's size still bounds the requests sent at once.
+QUEUED_PER_SLOT = 1
 # While Airflow does not take a pipeline's runs (no answer, 408, 429, 5xx, the DAG not authorized),
 # the log says so when it begins and then at most this often; status.listener says it at once.
 UNAVAILABLE_LOG_INTERVAL_SECONDS = 60.0
@@ -100,7 +106,7 @@ class Dispatcher:
         self._done: queue.Queue[_Done] = queue.Queue()
         self._epoch = 0
         self._connection: Connection | None = None
-        self.running = 0  # jobs submitted and not yet handled
+        self.running = 0  # jobs submitted and not yet handled (running, queued, or answered)
         self._airflow_failed = False  # a transient failure since the last good answer
         self._clock = clock
         self._unavailable_logged_at: float | None = None  # the last warning that Airflow takes no runs
@@ -118,7 +124,15 @@ class Dispatcher:
         self._stats.schema_hold(None, 0)
 
     def free_slots(self) -> int:
-        return self.congestion.limit - self.running
+        """Jobs that may be submitted now. Throttled, none wait in the pool's queue, so the requests
+        sent at once follow the lowered limit as soon as the queued ones have gone out."""
+        queued = 0 if self.congestion.throttled else QUEUED_PER_SLOT * self._max_in_flight
+        return self.congestion.limit + queued - self.running
+
+    @property
+    def in_flight(self) -> int:
+        """Requests on their way at most now (the pool runs at most maxInFlight at once)."""
+        return min(self.running, self._max_in_flight)
 
     def next_retry_in(self, longest: float) -> float:
         return self.holds.next_probe_in(self._retries.wait(longest))

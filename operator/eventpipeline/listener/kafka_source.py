@@ -332,7 +332,7 @@ class KafkaSource(SourceBase[Producer]):
             fetching = {p.partition: p.offset for p in consumer.position(partitions)} if assigned else {}
             total = untaken = 0
             for position in committed:
-                low, high = consumer.get_watermark_offsets(position, timeout=TIMEOUT_SECONDS, cached=False)
+                low, high = self._watermarks(consumer, position, fresh=not assigned or self._paused)
                 start = position.offset if position.offset >= 0 else low
                 total += max(0, high - start)
                 # Past the fetch position, not the commit: a transaction marker after the last
@@ -354,6 +354,20 @@ class KafkaSource(SourceBase[Producer]):
 
     def untaken(self) -> int | None:
         return self._untaken
+
+    @staticmethod
+    def _watermarks(consumer: Consumer, partition: TopicPartition, *, fresh: bool) -> tuple[int, int]:
+        """A partition's low and high offsets. While the consumer fetches the partition, as its last
+        fetch answer gave them: asking the broker again waits behind the consumer's fetch long-poll,
+        about 0.4 s a partition, on the worker's thread, which then hands Airflow no messages
+        (bench/listener/RESULTS.md, F). Asked when paused or not assigned (no fetch answers then), or
+        not known yet."""
+        if not fresh:
+            cached = consumer.get_watermark_offsets(partition, cached=True)
+            if cached is not None and cached[0] >= 0 and cached[1] >= 0:
+                return int(cached[0]), int(cached[1])
+        low, high = consumer.get_watermark_offsets(partition, timeout=TIMEOUT_SECONDS, cached=False)
+        return int(low), int(high)
 
     def _partition_numbers(self, consumer: Consumer) -> list[int]:
         metadata = consumer.list_topics(self._topic, timeout=TIMEOUT_SECONDS).topics.get(self._topic)

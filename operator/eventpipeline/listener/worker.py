@@ -189,7 +189,7 @@ class Worker:
             source.receive(0, 0)  # keeps the consumer's session alive; takes nothing
             dispatcher.drain(source, timeout=self._receive_timeout)
         source.commit()
-        self.stats.flow(in_flight=dispatcher.running, uncommitted=source.window())
+        self.stats.flow(in_flight=dispatcher.in_flight, uncommitted=source.window())
         self.session.report(source)
         self._turned_at = self._clock()
         self._check_stalls()

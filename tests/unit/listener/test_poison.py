@@ -108,7 +108,7 @@ def test_a_congested_airflow_gets_fewer_concurrent_requests_and_status_says_so()
     answers = {"status": 503}
     r = rig(source, FakeAirflow(lambda _run, _attempt: answers["status"]), pool)
     r.steps(1)
-    assert len(pool.held) == 4
+    assert len(pool.held) == 8, "maxInFlight running, as many queued behind them"
     pool.release()
     r.steps(1)
     assert r.worker._dispatcher.congestion.limit == 2
@@ -117,7 +117,7 @@ def test_a_congested_airflow_gets_fewer_concurrent_requests_and_status_says_so()
     answers["status"] = 200
     r.clock.advance(10)
     r.steps(1)
-    assert len(pool.held) <= 2, "at most the lowered limit at once"
+    assert len(pool.held) <= 2, "at most the lowered limit at once, and none queued while throttled"
     for _ in range(30):
         pool.release()
         r.steps(1)

@@ -133,10 +133,20 @@ def test_concurrent_triggers_never_exceed_max_in_flight() -> None:
     source, airflow, pool = FakeSource(messages(30, partitions=3)), FakeAirflow(), HeldExecutor()
     r = rig(source, airflow, pool)
     r.steps(3)
-    assert len(pool.held) == 4, "maxInFlight, and used in full"
-    assert pool.release() == 4
+    # maxInFlight (4) for the pool's threads, and as many queued behind them: a thread that gets
+    # its answer goes on at once, without waiting for the worker's thread.
+    assert len(pool.held) == 8, "maxInFlight running and as many queued, and used in full"
+    assert r.worker._dispatcher.in_flight == 4
+    assert pool.release() == 8
     r.steps(2)
-    assert len(pool.held) == 4 and len(airflow.created) == 4
+    assert len(pool.held) == 8 and len(airflow.created) == 8
+    # The real pool runs at most maxInFlight requests at once, whatever waits in its queue.
+    own = Worker(
+        config(), replica="test", source_factory=lambda _c, _s: source, read_secret=lambda _n, _m: None,
+        resolve_trigger=lambda _r, _n: airflow, emit_event=lambda *_: None,
+    )  # fmt: skip
+    assert own._dispatcher._pool._max_workers == 4  # type: ignore[attr-defined]
+    own.stop(0)
 
 
 def test_a_slow_head_of_partition_does_not_idle_the_other_trigger_slots() -> None:
