@@ -6,6 +6,12 @@ Measures, in one run and against the same Airflow:
    creates with `POST /api/v2/dags/{id}/dagRuns`;
 2. the listener's maximum sustained rate: a backlog of messages on a Kafka topic drained by one
    listener replica, as DAG runs per second, and as a fraction of the ceiling;
+2b. the same side by side (`--rounds`, default 4): segments of `--segment` runs by the bare client
+   (at the ceiling's best parallelism) and by the listener (a burst of as many messages, maxInFlight
+   the same), alternating B L B L … B; both rates from the runs' `queued_at` in Airflow, and each
+   listener segment compared with the mean of the bare segments either side of it. The machine is
+   shared, and the ceiling moves by tens of percent within a minute: adjacent segments are what
+   can be compared;
 3. message-to-run latency (produce time → the run's `queued_at` in Airflow), p50 and p99, with
    messages produced at half the ceiling for a while;
 4. optionally (`--idle 1000`), the listener's RSS with that many idle pipelines: workers with a
@@ -14,7 +20,8 @@ Measures, in one run and against the same Airflow:
 The DAG is paused, so Airflow only stores runs and does not execute them: the figures are about
 creating runs, which is the listener's job, not about the scheduler's throughput on 2 cores.
 
-    .venv/bin/python bench/listener/bench_listener.py [--backlog 600] [--latency-seconds 60] [--idle 1000]
+    .venv/bin/python bench/listener/bench_listener.py [--backlog 600] [--rounds 4 --segment 300] \
+        [--latency-seconds 60] [--idle 1000]
 
 Prints a Markdown block to paste into RESULTS.md.
 """
@@ -30,7 +37,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +47,8 @@ from confluent_kafka import Producer
 from kubernetes import client, config
 
 from eventpipeline.adapters.kube import decode_secret_data
+from eventpipeline.planning import delivery, naming
+from eventpipeline.planning.delivery import Message
 from eventpipeline_devenv import stack as devstack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
 from eventpipeline_devenv.clients import kafka_settings
@@ -77,16 +86,42 @@ def make_dag(airflow: Airflow, exports: Mapping[str, str]) -> str:
 # -- 1. the ceiling --------------------------------------------------------------------------
 
 
-def ceiling(airflow: Airflow, dag_id: str, total: int, threads: int) -> float:
-    prefix = f"bare__{uuid.uuid4().hex[:6]}__"
+def trivial_body(prefix: str, index: int) -> dict[str, Any]:
+    """The bare client's usual run: a small conf."""
+    return {"dag_run_id": f"{prefix}{index}", "logical_date": None, "conf": {"i": index}}
+
+
+def listener_body(topic: str) -> Callable[[str, int], dict[str, Any]]:
+    """Runs as the listener asks for them (its run id shape and conf: topic, partition, offset, key,
+    value, headers, timestamp), for a message like the benchmark's; `prefix` stands for the topic's
+    incarnation, so the run ids are new."""
+
+    def body(prefix: str, index: int) -> dict[str, Any]:
+        message = Message(
+            topic=topic, partition=index % 4, position=str(index),
+            run_id=naming.kafka_run_id(topic, prefix.strip("_"), index % 4, index), key=str(index).encode(),
+            value=json.dumps({"i": index}).encode(), headers=(), timestamp_ms=int(time.time() * 1000), offset=index,
+        )  # fmt: skip
+        return delivery.dag_run_body(message, "Kafka")
+
+    return body
+
+
+def ceiling(
+    airflow: Airflow,
+    dag_id: str,
+    total: int,
+    threads: int,
+    *,
+    prefix: str = "",
+    body: Callable[[str, int], dict[str, Any]] = trivial_body,
+) -> float:
+    prefix = prefix or f"bare__{uuid.uuid4().hex[:6]}__"
 
     def create(chunk: range) -> int:
         with airflow.session() as http:
             for index in chunk:
-                response = http.post(
-                    f"/api/v2/dags/{dag_id}/dagRuns",
-                    json={"dag_run_id": f"{prefix}{index}", "logical_date": None, "conf": {"i": index}},
-                )
+                response = http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body(prefix, index))
                 # The api-server has 15 database connections (SQLAlchemy pool 5 + overflow 10);
                 # above that concurrency a request waits 30 s and fails: the bare client must not.
                 assert response.status_code == 200, response.text
@@ -97,6 +132,16 @@ def ceiling(airflow: Airflow, dag_id: str, total: int, threads: int) -> float:
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         created = sum(pool.map(create, chunks))
     return created / (time.monotonic() - started)
+
+
+def stamped_rate(runs: Mapping[str, Mapping[str, Any]]) -> float:
+    """Runs per second as Airflow stamped them: (n - 1) / (last queued_at - first queued_at)."""
+    queued = sorted(parse_time(run["queued_at"]) for run in runs.values())
+    return (len(queued) - 1) / max(queued[-1] - queued[0], 1e-3)
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 # -- pipelines, operator, listener -----------------------------------------------------------
@@ -179,6 +224,79 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+# -- 2b. side by side ------------------------------------------------------------------------
+
+
+def side_by_side(
+    airflow: Airflow,
+    dag_id: str,
+    producer: Producer,
+    *,
+    topic: str,
+    metrics_port: int,
+    pipeline: str,
+    args: argparse.Namespace,
+    threads: int,
+) -> dict[str, Any]:
+    """Alternate bare-client and listener segments of `args.segment` runs; compare each listener
+    segment with the bare segments either side of it (both rates from Airflow's queued_at)."""
+    prefix = f"ep__{topic}__"
+    seen = set(airflow.runs(dag_id, prefix, conf_contains=topic))
+    created = runs_created(metrics_port, pipeline)
+
+    def bare(body: Callable[[str, int], dict[str, Any]]) -> float:
+        label = f"bare__{uuid.uuid4().hex[:6]}__"
+        ceiling(airflow, dag_id, args.segment, threads, prefix=label, body=body)
+        pattern = label if body is trivial_body else f"__{label.strip('_')}__"
+        return stamped_rate(airflow.runs(dag_id, "", run_id_pattern=pattern))
+
+    def listener() -> float:
+        nonlocal created, seen
+        for index in range(args.segment):
+            producer.produce(topic, value=json.dumps({"i": index}).encode(), key=str(index).encode())
+        producer.flush(60)
+        created += args.segment
+        wait(lambda: runs_created(metrics_port, pipeline) >= created, 600, "segment", interval=1.0)
+        every = airflow.runs(dag_id, prefix, conf_contains=topic)
+        new = {run_id: run for run_id, run in every.items() if run_id not in seen and "__bare__" not in run_id}
+        assert len(new) == args.segment, f"{len(new)} runs for {args.segment} messages"
+        seen = set(every)
+        return stamped_rate(new)
+
+    # Two bare clients: the usual small conf, and the very runs the listener asks for (its run id
+    # shape and conf, which cost Airflow more to store and answer).
+    same = listener_body(topic)
+    trivial_rates, same_rates, listener_rates, loads = [bare(trivial_body)], [bare(same)], [], []
+    for round_ in range(args.rounds):
+        loads.append(load_average())
+        listener_rates.append(listener())
+        trivial_rates.append(bare(trivial_body))
+        same_rates.append(bare(same))
+        print(
+            f"   round {round_ + 1}: listener {listener_rates[-1]:.1f} runs/s; bare small conf "
+            f"{trivial_rates[-2]:.1f} / {trivial_rates[-1]:.1f}, bare listener's runs {same_rates[-2]:.1f} / "
+            f"{same_rates[-1]:.1f} (load {loads[-1]:.1f})",
+            file=sys.stderr,
+        )
+
+    def against(bare_rates: list[float]) -> dict[str, Any]:
+        fractions = [rate / ((bare_rates[i] + bare_rates[i + 1]) / 2) for i, rate in enumerate(listener_rates)]
+        return {
+            "bare_runs_per_s": [round(rate, 1) for rate in bare_rates],
+            "fractions": [round(fraction, 3) for fraction in fractions],
+            "fraction_median": round(statistics.median(fractions), 3),
+        }
+
+    return {
+        "parallel_requests": threads,
+        "segment_runs": args.segment,
+        "listener_runs_per_s": [round(rate, 1) for rate in listener_rates],
+        "against_small_conf": against(trivial_rates),
+        "against_listener_runs": against(same_rates),
+        "load_average": loads,
+    }
+
+
 # -- 4. idle pipelines -----------------------------------------------------------------------
 
 
@@ -250,6 +368,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ceiling-runs", type=int, default=300)
     parser.add_argument("--backlog", type=int, default=600)
+    parser.add_argument("--rounds", type=int, default=4, help="side-by-side listener segments (0: skip)")
+    parser.add_argument("--segment", type=int, default=300, help="runs per side-by-side segment")
     parser.add_argument("--latency-seconds", type=int, default=60)
     parser.add_argument("--idle", type=int, default=0, help="idle pipelines for the RSS figure (0: skip)")
     parser.add_argument("--no-operator", action="store_true", help="an operator already runs against the stack")
@@ -321,6 +441,13 @@ def main() -> None:
             f"   {rate:.1f} runs/s; ceiling again {after:.1f}/s → {rate / ceiling_rate:.2f} of the mean",
             file=sys.stderr,
         )
+
+        # 2b. side by side: bare client and listener segments alternating, B L B … L B.
+        if args.rounds:
+            results["side_by_side"] = side_by_side(
+                airflow, dag_id, producer, topic=topic, metrics_port=metrics_port, pipeline=f"{namespace}/drain",
+                args=args, threads=best_threads,
+            )  # fmt: skip
 
         # 3. latency at half the ceiling, sustained.
         steady_topic = steady["status"]["topic"]
