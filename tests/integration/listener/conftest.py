@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,9 +80,9 @@ class Listener:
         # Up is not serving: each dedicated pipeline's series appear when its worker starts, so a
         # test's clock for runs starts with the workers, not with the process. Not an assertion:
         # some tests start the listener before their pipeline exists or may be served.
-        deadline = time.monotonic() + (60 if wait_for_workers else 0)
-        while time.monotonic() < deadline and not self._workers_started():
-            time.sleep(0.5)
+        if wait_for_workers:
+            with contextlib.suppress(AssertionError):
+                eventually(self._workers_started, timeout=60, what=f"the workers of {self.dedicated}")
 
     def _workers_started(self) -> bool:
         try:
