@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventpipeline.adapters.tls import kafka_tls_settings
 from eventpipeline.listener.commits import CommitTracker
-from eventpipeline.listener.source import SourceBase, SourceError
+from eventpipeline.listener.source import Lag, SourceBase, SourceError
 from eventpipeline.planning import naming
 from eventpipeline.planning.delivery import Message
 
@@ -102,7 +102,6 @@ class KafkaSource(SourceBase[Producer]):
         self._assignment: list[int] = []
         self._paused = False
         self._full_since: float | None = None
-        self._untaken: int | None = None
 
     # -- client callbacks (run inside poll/consume, on the worker thread) -------------------
 
@@ -314,15 +313,14 @@ class KafkaSource(SourceBase[Producer]):
             return False  # the topic is gone for now (or Kafka is): nothing to compare yet
         return incarnation != self._incarnation
 
-    def lag(self) -> int | None:
-        """Messages not committed on the partitions assigned to us; with none assigned (a group
-        that never settled after a broker fault), on every partition of the topic, so that a
-        consumer idle in front of a backlog shows as such."""
+    def lag(self) -> Lag | None:
+        """Messages not committed, and those not taken yet, on the partitions assigned to us; with
+        none assigned (a group that never settled after a broker fault), on every partition of the
+        topic, so that a consumer idle in front of a backlog shows as such."""
         consumer = self._consumer
         if consumer is None:
             return None
         started = time.monotonic()
-        self._untaken = None
         try:
             assigned = list(self._assignment)
             numbers = assigned or self._partition_numbers(consumer)
@@ -342,7 +340,6 @@ class KafkaSource(SourceBase[Producer]):
         except KafkaException as error:
             self._on_error(error.args[0])
             return None
-        self._untaken = untaken
         if self._error_at < started:
             self._error = None  # the broker answered with our credential: whatever failed before works now
         if self.recreated():
@@ -350,10 +347,7 @@ class KafkaSource(SourceBase[Producer]):
                 f"topic {self._topic} was deleted and created again; reopening the consumer so that its "
                 "messages get the new topic's run ids"
             )
-        return total
-
-    def untaken(self) -> int | None:
-        return self._untaken
+        return Lag(uncommitted=total, untaken=untaken)
 
     @staticmethod
     def _watermarks(consumer: Consumer, partition: TopicPartition, *, fresh: bool) -> tuple[int, int]:

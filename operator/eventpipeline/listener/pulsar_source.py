@@ -18,7 +18,7 @@ import httpx
 import pulsar
 
 from eventpipeline.adapters.tls import TrustFile, pulsar_tls_options
-from eventpipeline.listener.source import SourceBase, SourceError
+from eventpipeline.listener.source import Lag, SourceBase, SourceError
 from eventpipeline.planning import handoff, naming
 from eventpipeline.planning.delivery import Message, pulsar_position
 from eventpipeline.planning.secrets import CA_KEY
@@ -69,7 +69,6 @@ class PulsarSource(SourceBase[Any]):
         self._client: pulsar.Client | None = None
         self._consumer: Any = None
         self._unacked: set[str] = set()
-        self._untaken: int | None = None
 
     def open(self, replay_from: datetime | None) -> None:
         tls_options, self._trust = pulsar_tls_options(self._service_url, self._ca_pem)
@@ -152,13 +151,12 @@ class PulsarSource(SourceBase[Any]):
     def window(self) -> int:
         return len(self._unacked)
 
-    def lag(self) -> int | None:
+    def lag(self) -> Lag | None:
         """The subscription's backlog, from the topic's stats in the admin REST API.
 
         Pulsar lets a role that may consume a topic read its stats (TopicOperation.GET_STATS is
         allowed to whoever may look the topic up), so this needs no grant beyond `consume`.
         """
-        self._untaken = None
         if self._admin_url is None or self._consumer is None:
             return None
         tenant, namespace, name = self._topic.removeprefix("persistent://").split("/", 2)
@@ -178,11 +176,7 @@ class PulsarSource(SourceBase[Any]):
         if subscription is None:
             return None
         backlog = int(subscription.get("msgBacklog", 0))
-        self._untaken = max(0, backlog - self.window())
-        return backlog
-
-    def untaken(self) -> int | None:
-        return self._untaken
+        return Lag(uncommitted=backlog, untaken=max(0, backlog - self.window()))
 
     def _verify(self) -> ssl.SSLContext | bool:
         if self._ca_pem and self._admin_url is not None and self._admin_url.startswith("https://"):

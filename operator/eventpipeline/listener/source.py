@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
@@ -16,6 +17,14 @@ class SourceError(Exception):
     def __init__(self, message: str, *, credential_refused: bool = False) -> None:
         super().__init__(message)
         self.credential_refused = credential_refused
+
+
+@dataclass(frozen=True)
+class Lag:
+    """One read of the broker's counts for the subscription."""
+
+    uncommitted: int  # messages on the topic the subscription has not committed
+    untaken: int  # of those, the ones past what this consumer has taken: what an idle consumer leaves waiting
 
 
 class Source(Protocol):
@@ -34,12 +43,8 @@ class Source(Protocol):
     def window(self) -> int:
         """Messages taken and not yet committed."""
 
-    def lag(self) -> int | None:
-        """Messages on the topic the subscription has not committed, when the broker says."""
-
-    def untaken(self) -> int | None:
-        """As of the last `lag` read: messages on the topic past what this consumer has taken
-        (None: unknown). What a consumer idle in front of a backlog leaves waiting."""
+    def lag(self) -> Lag | None:
+        """The subscription's uncommitted and untaken messages, when the broker says (None: unknown)."""
 
     def replay_outcome(self) -> str | None:
         """Once, after `open(replay_from=…)` took effect: what was rewound."""

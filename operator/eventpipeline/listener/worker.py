@@ -195,8 +195,9 @@ class Worker:
         self._check_stalls()
         if self._clock() >= self._lag_due:
             self._lag_due = self._clock() + LAG_INTERVAL_SECONDS
-            self.stats.lag(source.lag())
-            self._check_idle_consumer(source.untaken())
+            lag = source.lag()
+            self.stats.lag(None if lag is None else lag.uncommitted)
+            self._check_idle_consumer(None if lag is None else lag.untaken)
 
     def _check_idle_consumer(self, untaken: int | None) -> None:
         """Messages wait on the topic beyond those taken, the window has had room for a whole

@@ -12,6 +12,7 @@ from typing import Any
 from eventpipeline.api.common import AirflowInstanceRef
 from eventpipeline.api.pipeline import RetrySpec, TriggerSpec
 from eventpipeline.listener.commits import CommitTracker
+from eventpipeline.listener.source import Lag
 from eventpipeline.listener.trigger import Answer
 from eventpipeline.planning.delivery import Message
 from eventpipeline.planning.serving import PipelineConfig
@@ -109,11 +110,8 @@ class FakeSource:
     def window(self) -> int:
         return self.tracker.uncommitted
 
-    def lag(self) -> int | None:
-        return len(self.pending) + self.window()
-
-    def untaken(self) -> int | None:
-        return len(self.pending)
+    def lag(self) -> Lag | None:
+        return Lag(uncommitted=len(self.pending) + self.window(), untaken=len(self.pending))
 
     def replay_outcome(self) -> str | None:
         outcome, self.outcome = self.outcome, None

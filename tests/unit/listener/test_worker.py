@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventpipeline.listener.session import Connection
+from eventpipeline.listener.source import Lag
 from eventpipeline.listener.worker import Worker
 from eventpipeline.planning.serving import PipelineConfig
 from tests.unit.listener.fakes import (
@@ -211,11 +212,8 @@ class StuckSource(FakeSource):
     def receive(self, max_messages: int, timeout: float) -> list[Any]:
         return []
 
-    def lag(self) -> int | None:
-        return self.backlog + self.uncommitted
-
-    def untaken(self) -> int | None:
-        return self.backlog
+    def lag(self) -> Lag | None:
+        return Lag(uncommitted=self.backlog + self.uncommitted, untaken=self.backlog)
 
 
 def test_a_consumer_idle_in_front_of_a_backlog_is_reopened_and_reported() -> None:
