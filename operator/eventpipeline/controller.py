@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import kopf
 import prometheus_client
 
-from eventpipeline import handlers  # noqa: F401  (registers the handlers)
+from eventpipeline import (
+    allocator,
+    handlers,  # noqa: F401  (registers the handlers)
+)
 
 
 def run(*, peering: str | None, liveness: str | None, metrics_port: int | None, verbose: bool) -> None:
     """Run until interrupted. Without `peering`, the operator runs standalone (one replica)."""
+    # Before any thread starts: most of the controller's resident memory was free space in the
+    # malloc arenas of its ~30 threads (bench/operator/RESULTS.md, 2026-12-01).
+    allocator.configure_from_environment(threading.Event())
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON, log_prefix=False)
     if metrics_port:
         prometheus_client.start_http_server(metrics_port)

@@ -1,0 +1,96 @@
+"""A namespace's claims listed once and kept current by the operator's own writes (NamespaceViews)."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventpipeline.adapters.claims import NamespaceViews, StoredClaim
+from eventpipeline.api.claim import ClaimingPipeline, OwnershipClaimSpec
+
+
+def claim(name: str, namespace: str = "shop", partitions: int = 1) -> StoredClaim:
+    pipeline = ClaimingPipeline(namespace=namespace, name="orders", uid=f"uid-{namespace}")
+    spec = OwnershipClaimSpec(kind="Topic", system="ClusterBroker//kafka", name=name, pipeline=pipeline)
+    return StoredClaim(name, spec.model_copy(update={"partitions": partitions}), "1")
+
+
+class Server:
+    """What the API server holds, by namespace; counts the listings."""
+
+    def __init__(self, *claims: StoredClaim) -> None:
+        self.claims = {c.name: c for c in claims}
+        self.listings = 0
+
+    def list(self, namespace: str) -> list[StoredClaim]:
+        self.listings += 1
+        return [c for c in self.claims.values() if c.spec.pipeline.namespace == namespace]
+
+
+def names(claims: list[StoredClaim]) -> set[str]:
+    return {c.name for c in claims}
+
+
+def test_a_namespace_is_listed_once_per_period_and_our_writes_show_in_between() -> None:
+    server = Server(claim("a"), claim("other", namespace="elsewhere"))
+    now = [0.0]
+    views = NamespaceViews(server.list, max_age=60, clock=lambda: now[0])
+    assert names(views.claims("shop")) == {"a"}
+    views.written(claim("b"))
+    views.written(claim("a", partitions=6))
+    assert names(views.claims("shop")) == {"a", "b"}
+    assert {c.name: c.spec.partitions for c in views.claims("shop")} == {"a": 6, "b": 1}
+    views.deleted("b")
+    assert names(views.claims("shop")) == {"a"}
+    assert server.listings == 1
+
+
+def test_after_the_period_the_namespace_is_listed_again() -> None:
+    server = Server(claim("a"))
+    now = [0.0]
+    views = NamespaceViews(server.list, max_age=60, clock=lambda: now[0])
+    views.claims("shop")
+    server.claims["c"] = claim("c")  # written by someone else (another replica)
+    now[0] = 61
+    assert names(views.claims("shop")) == {"a", "c"}
+    assert server.listings == 2
+
+
+def test_a_claim_adopted_into_another_namespace_leaves_the_old_one() -> None:
+    server = Server(claim("a"))
+    views = NamespaceViews(server.list, max_age=60, clock=lambda: 0.0)
+    views.claims("shop")
+    views.claims("elsewhere")
+    views.written(claim("a", namespace="elsewhere"))
+    assert names(views.claims("shop")) == set()
+    assert names(views.claims("elsewhere")) == {"a"}
+
+
+def test_writes_made_while_a_listing_runs_are_not_lost() -> None:
+    views: NamespaceViews
+    server = Server(claim("a"), claim("gone"))
+
+    def list_while_others_write(namespace: str) -> list[StoredClaim]:
+        listed = server.list(namespace)  # the answer predates the writes below
+        views.written(claim("new"))
+        views.deleted("gone")
+        return listed
+
+    views = NamespaceViews(list_while_others_write, max_age=60, clock=lambda: 0.0)
+    assert names(views.claims("shop")) == {"a", "new"}
+    assert names(views.claims("shop")) == {"a", "new"}
+    assert server.listings == 1
+
+
+def test_a_failed_listing_is_not_kept() -> None:
+    calls = []
+
+    def failing(namespace: str) -> list[StoredClaim]:
+        calls.append(namespace)
+        if len(calls) == 1:
+            raise RuntimeError("API server unavailable")
+        return [claim("a")]
+
+    views = NamespaceViews(failing, max_age=60, clock=lambda: 0.0)
+    with pytest.raises(RuntimeError):
+        views.claims("shop")
+    assert names(views.claims("shop")) == {"a"}
