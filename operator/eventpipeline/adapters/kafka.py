@@ -29,6 +29,7 @@ from confluent_kafka.admin import (
     ResourceType,
     ScramCredentialInfo,
     ScramMechanism,
+    UserScramCredentialAlteration,
     UserScramCredentialDeletion,
     UserScramCredentialUpsertion,
 )
@@ -208,7 +209,8 @@ class KafkaAdminCalls:
         return Listing(topics, frozenset(unknown))
 
     @counted("kafka")
-    def create_topic(self, topic: DesiredTopic) -> None:
+    def create_topic(self, topic: DesiredTopic) -> bool:
+        """Create the topic; False when it exists already (made meanwhile by someone else)."""
         new = NewTopic(
             topic.name,
             num_partitions=topic.partitions,
@@ -216,8 +218,15 @@ class KafkaAdminCalls:
             config=dict(topic.config),
         )
         future = self._client.create_topics([new], request_timeout=self._timeout)[topic.name]
-        # A concurrent create (another run, another replica) is fine.
-        self._wait(future, f"creating topic {topic.name}", tolerated=KafkaError.TOPIC_ALREADY_EXISTS)
+        try:
+            future.result(timeout=self._timeout)
+        except TimeoutError:
+            raise UnavailableError(f"Kafka: creating topic {topic.name} timed out after {self._timeout:.0f}s") from None
+        except KafkaException as error:
+            if _error_code(error) == KafkaError.TOPIC_ALREADY_EXISTS:
+                return False  # a concurrent create (another run, another replica): the caller looks again
+            raise translate(error, f"creating topic {topic.name}") from error
+        return True
 
     @counted("kafka")
     def grow_partitions(self, name: str, total: int) -> None:
@@ -272,11 +281,17 @@ class KafkaAdminCalls:
         }
 
     @counted("kafka")
-    def upsert_scram_user(self, username: str, password: SecretStr) -> None:
+    def upsert_scram_user(self, passwords: Mapping[str, SecretStr]) -> None:
+        """Set the SCRAM-SHA-512 credential of each user, in one request (named for one user, as the
+        dashboards and docs count credential issues by this operation)."""
         info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS)
-        upsert = UserScramCredentialUpsertion(username, info, password.get_secret_value().encode())
-        future = self._client.alter_user_scram_credentials([upsert], request_timeout=self._timeout)[username]
-        self._wait(future, f"setting the SCRAM credential of {username}")
+        upserts: list[UserScramCredentialAlteration] = [
+            UserScramCredentialUpsertion(username, info, password.get_secret_value().encode())
+            for username, password in passwords.items()
+        ]
+        futures = self._client.alter_user_scram_credentials(upserts, request_timeout=self._timeout)
+        for username, future in futures.items():
+            self._wait(future, f"setting the SCRAM credential of {username}")
 
     @counted("kafka")
     def delete_scram_user(self, username: str) -> None:
@@ -381,9 +396,9 @@ class KafkaAdmin(KafkaAdminCalls):
         )
         return cached.value if cached is not None else super().acls_on(wanted)
 
-    def create_topic(self, topic: DesiredTopic) -> None:
+    def create_topic(self, topic: DesiredTopic) -> bool:
         try:
-            super().create_topic(topic)
+            return super().create_topic(topic)
         finally:
             self.snapshot.touched([("topic", topic.name)])
 
@@ -405,11 +420,11 @@ class KafkaAdmin(KafkaAdminCalls):
         finally:
             self.snapshot.touched([("topic", name)])
 
-    def upsert_scram_user(self, username: str, password: SecretStr) -> None:
+    def upsert_scram_user(self, passwords: Mapping[str, SecretStr]) -> None:
         try:
-            super().upsert_scram_user(username, password)
+            super().upsert_scram_user(passwords)
         finally:
-            self.snapshot.touched([("user", username)])
+            self.snapshot.touched([("user", username) for username in passwords])
 
     def delete_scram_user(self, username: str) -> None:
         try:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
+from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.kafka import KafkaAdmin, new_password
 from eventpipeline.adapters.pulsar import PulsarAdmin, PulsarTopic, mint_token, token_expiry
 from eventpipeline.planning import access, secrets
@@ -66,8 +67,12 @@ class BrokerBackend(Protocol):
         """The full name of a pipeline's topic on this broker (what is claimed and recorded)."""
         ...
 
-    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
-        """Create or converge the topic `desired.name` (a full name from `locate`)."""
+    def ensure_topic(self, desired: DesiredTopic, *, seen_absent: bool = False) -> TopicResult:
+        """Create or converge the topic `desired.name` (a full name from `locate`).
+
+        `seen_absent`: this run has just read that the topic does not exist (its claim check), so
+        a backend may create it without reading it again.
+        """
         ...
 
     def topic_exists(self, topic: str) -> bool: ...
@@ -76,7 +81,11 @@ class BrokerBackend(Protocol):
 
     def credential_exists(self, username: str) -> bool: ...
 
-    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr: ...
+    def issue_credentials(
+        self, usernames: Sequence[str], now: datetime, lifetime: tuple[timedelta, timedelta]
+    ) -> dict[str, SecretStr]:
+        """A new credential for each user name (one broker call for all where the broker allows)."""
+        ...
 
     def revoke_credential(self, username: str) -> None: ...
 
@@ -111,15 +120,22 @@ class KafkaBackend:
     def locate(self, topic: str, namespace: str) -> str:
         return topic
 
-    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
+    def ensure_topic(self, desired: DesiredTopic, *, seen_absent: bool = False) -> TopicResult:
         if desired.replication_factor is None:
             desired = replace(desired, replication_factor=self._default_replication)
+        # A new pipeline's topic was read absent a moment ago: create it straight away (one admin
+        # call instead of two); if someone made it meanwhile, read it and converge as usual.
+        if seen_absent and self._admin.create_topic(desired):
+            return TopicResult(desired.name, desired.partitions, created=True)
         observed = self._admin.describe_topic(desired.name)
         changes = plan_topic(desired, observed, desired.managed_keys)
-        if changes.create:
-            self._admin.create_topic(desired)
+        if changes.create and self._admin.create_topic(desired):
             return TopicResult(desired.name, desired.partitions, created=True)
-        assert observed is not None
+        if observed is None:  # created by someone else since it was read: read it again
+            observed = self._admin.describe_topic(desired.name)
+            changes = plan_topic(desired, observed, desired.managed_keys)
+        if observed is None:
+            raise UnavailableError(f"Kafka: topic {desired.name} exists and cannot be read yet; retrying")
         if changes.grow_partitions_to is not None:
             self._admin.grow_partitions(desired.name, changes.grow_partitions_to)
         if changes.set_config or changes.reset_config:
@@ -141,10 +157,13 @@ class KafkaBackend:
     def credential_exists(self, username: str) -> bool:
         return username in self._admin.scram_users([username])
 
-    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr:
-        password = new_password()
-        self._admin.upsert_scram_user(username, password)
-        return password
+    def issue_credentials(
+        self, usernames: Sequence[str], now: datetime, lifetime: tuple[timedelta, timedelta]
+    ) -> dict[str, SecretStr]:
+        passwords = {username: new_password() for username in usernames}
+        if passwords:
+            self._admin.upsert_scram_user(passwords)
+        return passwords
 
     def revoke_credential(self, username: str) -> None:
         self._admin.delete_scram_user(username)
@@ -219,7 +238,7 @@ class PulsarBackend:
         pulsar_namespace = self._namespace_template.replace(NAMESPACE_PLACEHOLDER, namespace)
         return PulsarTopic(self._tenant, pulsar_namespace, topic).full_name
 
-    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
+    def ensure_topic(self, desired: DesiredTopic, *, seen_absent: bool = False) -> TopicResult:
         topic = PulsarTopic.parse(desired.name)
         self._admin.ensure_namespace(topic.tenant, topic.namespace)
         observed = self._admin.describe_topic(topic)
@@ -246,9 +265,12 @@ class PulsarBackend:
     def credential_exists(self, username: str) -> bool:
         return True  # a token lives in its Secret only; validity is the role's grants
 
-    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr:
+    def issue_credentials(
+        self, usernames: Sequence[str], now: datetime, lifetime: tuple[timedelta, timedelta]
+    ) -> dict[str, SecretStr]:
         rotate_every, grace_period = lifetime
-        return mint_token(self._signing_key, username, token_expiry(now, rotate_every, grace_period))
+        expiry = token_expiry(now, rotate_every, grace_period)
+        return {username: mint_token(self._signing_key, username, expiry) for username in usernames}
 
     def revoke_credential(self, username: str) -> None:
         """Nothing to delete: sync_access already revoked the role's grants."""

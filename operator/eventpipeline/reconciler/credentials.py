@@ -181,12 +181,16 @@ class CredentialsStep:
         backend = self._broker.backend
         policy = self._run.pipeline.spec.credentials
         lifetime = (parse_duration(policy.rotate_every), parse_duration(policy.grace_period))
-        for item in plans:
+        to_issue = [item for item in plans if item.plan.issue is not None and item.principal is not None]
+        # One broker call for all of the run's new credentials (a new pipeline has two or more).
+        issued = backend.issue_credentials(
+            [item.plan.issue.username for item in to_issue if item.plan.issue is not None], self._run.now, lifetime
+        )
+        for item in to_issue:
             issue = item.plan.issue
             if issue is None or item.principal is None:
                 continue
-            credential = backend.issue_credential(issue.username, self._run.now, lifetime)
-            self._secret_data[item.secret_name] = backend.secret_data(issue.username, credential)
+            self._secret_data[item.secret_name] = backend.secret_data(issue.username, issued[issue.username])
             role, name = item.principal.role, item.principal.name
             if issue.why == "repair":
                 self._run.note(

@@ -48,17 +48,21 @@ def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> Pipeli
             raise run.fail(CONDITION, "TopicNameNotAllowed", str(error)) from error
         topic = broker.backend.locate(local, pipeline.namespace)
     dead_letter = dead_letter_for(pipeline.spec, topic)
-    claim = _claim(run, claims, broker, "Topic", topic)
+    claim, topic_absent = _claim(run, claims, broker, "Topic", topic)
+    dead_letter_absent = False
     if dead_letter is not None:
-        _claim(run, claims, broker, "DeadLetterTopic", dead_letter)
+        _, dead_letter_absent = _claim(run, claims, broker, "DeadLetterTopic", dead_letter)
     _check_policy(run, claims, broker, claim.spec.partitions or 0)
     managed = frozenset(broker.spec.topic_policy.allowed_config_keys)
     try:
         result = broker.backend.ensure_topic(
-            DesiredTopic(topic, spec.partitions, spec.replication_factor, spec.config, managed)
+            DesiredTopic(topic, spec.partitions, spec.replication_factor, spec.config, managed),
+            seen_absent=topic_absent,
         )
         if dead_letter is not None:
-            broker.backend.ensure_topic(DesiredTopic(dead_letter, 1, spec.replication_factor, {}))
+            broker.backend.ensure_topic(
+                DesiredTopic(dead_letter, 1, spec.replication_factor, {}), seen_absent=dead_letter_absent
+            )
         claims.save(claim, claim.spec.model_copy(update={"partitions": result.partitions}))
     except AdapterError as error:
         raise run.fail(CONDITION, error.reason, str(error)) from error
@@ -97,8 +101,12 @@ def _check_policy(run: Run, claims: ClaimBook, broker: BrokerTarget, current_par
         raise run.fail(CONDITION, violations[0].reason, "; ".join(violation.message for violation in violations))
 
 
-def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> StoredClaim:
-    """Hold the topic's claim; a topic that exists without one was not made by the operator."""
+def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> tuple[StoredClaim, bool]:
+    """Hold the topic's claim; a topic that exists without one was not made by the operator.
+
+    Also says whether the topic was just read absent (a new pipeline's topic: no need to read it
+    again before creating it)."""
+    exists: bool | None = None
     if claims.find(kind, broker.key, topic) is None:
         try:
             exists = broker.backend.topic_exists(topic)
@@ -112,7 +120,7 @@ def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, t
                 "pick another topic.name, or ask the broker's owner to remove it",
             )
     try:
-        return claims.take(kind, broker.key, topic)
+        return claims.take(kind, broker.key, topic), exists is False
     except ClaimTakenError as taken:
         raise run.fail(
             CONDITION, "TopicConflict", f"topic {topic} is owned by pipeline {taken.owner}; pick another topic.name"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -133,7 +134,7 @@ class FakeBroker:
     def locate(self, topic: str, namespace: str) -> str:
         return topic
 
-    def ensure_topic(self, desired: DesiredTopic) -> TopicResult:
+    def ensure_topic(self, desired: DesiredTopic, *, seen_absent: bool = False) -> TopicResult:
         self._check()
         observed = ObservedTopic(desired.name, self.topics[desired.name]) if desired.name in self.topics else None
         changes = plan_topic(desired, observed)
@@ -163,11 +164,16 @@ class FakeBroker:
         self._check()
         return username in self.credentials
 
-    def issue_credential(self, username: str, now: datetime, lifetime: tuple[timedelta, timedelta]) -> SecretStr:
+    def issue_credentials(
+        self, usernames: Sequence[str], now: datetime, lifetime: tuple[timedelta, timedelta]
+    ) -> dict[str, SecretStr]:
         self._check()
-        password = f"password-{next(self.issued)}"
-        self.credentials[username] = password
-        return SecretStr(password)
+        issued = {}
+        for username in usernames:
+            password = f"password-{next(self.issued)}"
+            self.credentials[username] = password
+            issued[username] = SecretStr(password)
+        return issued
 
     def revoke_credential(self, username: str) -> None:
         self._check()
