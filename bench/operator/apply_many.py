@@ -46,6 +46,34 @@ def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
 
 
+def threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def memory_breakdown(pid: int) -> dict[str, int]:
+    """The process's resident memory by kind, in MiB (anonymous is the heap: Python's and C's)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, _, value = line.partition(":")
+        if key in ("Rss", "Anonymous", "Private_Dirty", "Shared_Clean", "Private_Clean"):
+            fields[key] = round(int(value.split()[0]) / 1024)
+    return fields
+
+
+def calls_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before.get(key, 0.0) for key in after if after[key] - before.get(key, 0.0) > 0}
+
+
+def operator_source() -> str:
+    """Which code the controller runs: PYTHONPATH when the bench was pointed at another tree, else HEAD."""
+    if os.environ.get("PYTHONPATH"):
+        return f"PYTHONPATH={os.environ['PYTHONPATH']}"
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], check=False, cwd=HERE, capture_output=True, text=True
+    )
+    return head.stdout.strip()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -149,6 +177,12 @@ def main() -> None:
     parser.add_argument("--state-dir", default=str(Path.home() / ".local/state/eventpipeline/bench"))
     parser.add_argument("--keep", action="store_true", help="leave the bench stack running")
     parser.add_argument("--rotate-wave", action="store_true", help="then rotate every pipeline's credentials at once")
+    parser.add_argument(
+        "--max-admin-calls-per-second",
+        type=float,
+        help="set local-kafka's maxAdminCallsPerSecond for this run (default: leave the broker's own, 50)",
+    )
+    parser.add_argument("--label", default="", help="a note recorded with the result (what this run compares)")
     args = parser.parse_args()
     load_at_start = [round(value, 1) for value in os.getloadavg()]
 
@@ -164,8 +198,13 @@ def main() -> None:
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     # One namespace holds every bench pipeline: raise the broker's per-namespace partition quota
     # (256 by default, tenancy) the way a platform team would for one big tenant.
-    quota = {"spec": {"topicPolicy": {"maxPartitionsPerNamespace": max(256, 2 * args.pipelines)}}}
+    quota: dict[str, Any] = {"spec": {"topicPolicy": {"maxPartitionsPerNamespace": max(256, 2 * args.pipelines)}}}
+    if args.max_admin_calls_per_second:
+        quota["spec"]["maxAdminCallsPerSecond"] = args.max_admin_calls_per_second
     custom.patch_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka", quota)
+    admin_rate = custom.get_cluster_custom_object(GROUP, VERSION, "clusterbrokers", "local-kafka")["spec"].get(
+        "maxAdminCallsPerSecond", 50
+    )
 
     metrics_port = free_port()
     env = {**os.environ, **exports, "EVENTPIPELINE_RESYNC_SECONDS": str(args.resync_seconds)}
@@ -176,13 +215,17 @@ def main() -> None:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    peak_rss = 0
+    peak_rss = peak_threads = 0
+    peak_memory: dict[str, int] = {}
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak_rss
+        nonlocal peak_rss, peak_threads, peak_memory
         while not stop.is_set():
-            peak_rss = max(peak_rss, rss_bytes(operator.pid))
+            rss = rss_bytes(operator.pid)
+            if rss > peak_rss:
+                peak_rss, peak_memory = rss, memory_breakdown(operator.pid)
+            peak_threads = max(peak_threads, threads(operator.pid))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -190,6 +233,7 @@ def main() -> None:
         time.sleep(5)
         sampler.start()
         report.step("bench", f"applying {args.pipelines} pipelines in {namespace}")
+        calls_at_start, cpu_at_start = backend_calls(metrics_port), cpu_seconds(operator.pid)
         started = time.monotonic()
 
         def create(index: int) -> None:
@@ -226,19 +270,23 @@ def main() -> None:
                 break
         converged = time.monotonic() - started
         converging_rss = peak_rss
+        converging_cpu = cpu_seconds(operator.pid) - cpu_at_start
+        creation_calls = calls_between(calls_at_start, backend_calls(metrics_port))
+        rss_at_ready = memory_breakdown(operator.pid)
         report.step("bench", f"idle window of {args.idle_seconds:.0f}s (resync every {args.resync_seconds:.0f}s)")
         calls_before, cpu_before = backend_calls(metrics_port), cpu_seconds(operator.pid)
         time.sleep(args.idle_seconds)
         calls_after, cpu_after = backend_calls(metrics_port), cpu_seconds(operator.pid)
-        idle_calls = {
-            key: calls_after[key] - calls_before.get(key, 0.0)
-            for key in calls_after
-            if calls_after[key] - calls_before.get(key, 0.0) > 0
-        }
+        idle_calls = calls_between(calls_before, calls_after)
         periods = args.idle_seconds / args.resync_seconds
         kafka_idle = {key: value for key, value in idle_calls.items() if key.startswith("kafka.")}
         result = {
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "label": args.label,
+            "operator_source": operator_source(),
+            "malloc_arenas": os.environ.get("EVENTPIPELINE_MALLOC_ARENAS", "default (2)"),
+            "workers": os.environ.get("EVENTPIPELINE_WORKERS", "default"),
+            "max_admin_calls_per_second": admin_rate,
             "load_average_at_start": load_at_start,
             "load_average_at_end": [round(value, 1) for value in os.getloadavg()],
             "pipelines": args.pipelines,
@@ -247,6 +295,16 @@ def main() -> None:
             "all_ready_seconds": round(converged, 1),
             "ready_per_second": round(ready / converged, 2),
             "operator_peak_rss_mib": round(converging_rss / 2**20),
+            "operator_memory_at_peak_mib": peak_memory,
+            "operator_memory_at_all_ready_mib": rss_at_ready,
+            "operator_peak_threads": peak_threads,
+            "converging_cpu_seconds": round(converging_cpu, 1),
+            "creation_backend_calls_per_pipeline": {
+                key: round(value / args.pipelines, 2) for key, value in sorted(creation_calls.items())
+            },
+            "creation_kafka_admin_calls_per_pipeline": round(
+                sum(value for key, value in creation_calls.items() if key.startswith("kafka.")) / args.pipelines, 2
+            ),
             "idle_window_seconds": args.idle_seconds,
             "resync_seconds": args.resync_seconds,
             "idle_cpu_seconds": round(cpu_after - cpu_before, 1),
