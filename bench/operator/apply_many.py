@@ -31,7 +31,7 @@ from kubernetes.client.exceptions import ApiException
 
 from eventpipeline_devenv import stack
 from eventpipeline_devenv.airflow_api import AirflowApi, noop_dag, write_dag
-from eventpipeline_devenv.runtime import Layout, Reporter, free_port
+from eventpipeline_devenv.runtime import Layout, Reporter, free_port, recorded_processes
 
 HERE = Path(__file__).resolve().parent
 GROUP, VERSION = "eventpipeline.dev", "v1alpha1"
@@ -72,6 +72,30 @@ def operator_source() -> str:
         ["git", "rev-parse", "--short", "HEAD"], check=False, cwd=HERE, capture_output=True, text=True
     )
     return head.stdout.strip()
+
+
+def tree_cpu_seconds(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds of each named process and its living descendants (Airflow's workers, ...)."""
+    parent: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    owner = {pid: name for name, pid in roots.items()}
+    totals = dict.fromkeys(roots, 0.0)
+    for pid, seconds in used.items():
+        ancestor, hops = pid, 0
+        while ancestor not in owner and ancestor in parent and hops < 64:
+            ancestor, hops = parent[ancestor], hops + 1
+        if ancestor in owner:
+            totals[owner[ancestor]] += seconds
+    return totals
 
 
 def cpu_seconds(pid: int) -> float:
@@ -234,6 +258,9 @@ def main() -> None:
         sampler.start()
         report.step("bench", f"applying {args.pipelines} pipelines in {namespace}")
         calls_at_start, cpu_at_start = backend_calls(metrics_port), cpu_seconds(operator.pid)
+        # Where the machine's CPU goes while the pipelines converge, by process of the stack.
+        roots = {record.name: record.pid for record in recorded_processes(layout)} | {"controller": operator.pid}
+        stack_cpu_at_start = tree_cpu_seconds(roots)
         started = time.monotonic()
 
         def create(index: int) -> None:
@@ -271,6 +298,11 @@ def main() -> None:
         converged = time.monotonic() - started
         converging_rss = peak_rss
         converging_cpu = cpu_seconds(operator.pid) - cpu_at_start
+        stack_cpu = tree_cpu_seconds(roots)
+        converging_stack_cpu = {
+            name: round(stack_cpu[name] - stack_cpu_at_start[name], 1)
+            for name in sorted(roots, key=lambda name: stack_cpu_at_start[name] - stack_cpu[name])
+        }
         creation_calls = calls_between(calls_at_start, backend_calls(metrics_port))
         rss_at_ready = memory_breakdown(operator.pid)
         report.step("bench", f"idle window of {args.idle_seconds:.0f}s (resync every {args.resync_seconds:.0f}s)")
@@ -299,6 +331,7 @@ def main() -> None:
             "operator_memory_at_all_ready_mib": rss_at_ready,
             "operator_peak_threads": peak_threads,
             "converging_cpu_seconds": round(converging_cpu, 1),
+            "converging_cpu_seconds_by_process": converging_stack_cpu,
             "creation_backend_calls_per_pipeline": {
                 key: round(value / args.pipelines, 2) for key, value in sorted(creation_calls.items())
             },
