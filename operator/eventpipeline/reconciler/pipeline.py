@@ -15,6 +15,7 @@ from functools import partial
 
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.adapters.references import UnresolvedReferenceError
+from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
 from eventpipeline.api.pipeline import EventPipelineStatus, PrincipalStatus
 from eventpipeline.planning import conditions, handoff, naming
 from eventpipeline.planning.clock import iso, utcnow
@@ -26,7 +27,7 @@ from eventpipeline.reconciler.claims import ClaimBook
 from eventpipeline.reconciler.connection import reconcile_connection
 from eventpipeline.reconciler.credentials import CredentialsStep
 from eventpipeline.reconciler.deletion import finalize
-from eventpipeline.reconciler.ports import BrokerTarget, ClaimStore, ClusterState, Resolver
+from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, ClaimStore, ClusterState, Resolver
 from eventpipeline.reconciler.producer_connections import ProducerConnectionsStep
 from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
 from eventpipeline.reconciler.schema import SchemaStep
@@ -60,6 +61,34 @@ class Reconciled:
         return None if first is None else f"{first.type}: {first.message}"
 
 
+class ResolvedOnce:
+    """One run's resolver: each reference is read (fresh) at its first use in the run and reused by
+    the run's later parts; a creation used the same Airflow instance and its Secret three times."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self._brokers: dict[tuple[str, str, str | None], BrokerTarget] = {}
+        self._airflows: dict[tuple[str, str, str], AirflowTarget] = {}
+
+    def broker(self, ref: BrokerRef, namespace: str | None) -> BrokerTarget:
+        key = (ref.kind, ref.name, namespace)
+        if key not in self._brokers:
+            self._brokers[key] = self._resolver.broker(ref, namespace)
+        return self._brokers[key]
+
+    def airflow(self, ref: AirflowInstanceRef, namespace: str) -> AirflowTarget:
+        key = (ref.kind, ref.name, namespace)
+        if key not in self._airflows:
+            self._airflows[key] = self._resolver.airflow(ref, namespace)
+        return self._airflows[key]
+
+    def broker_by_key(self, key: str) -> BrokerTarget:
+        return self._resolver.broker_by_key(key)
+
+    def airflow_by_key(self, key: str) -> AirflowTarget:
+        return self._resolver.airflow_by_key(key)
+
+
 class PipelineReconciler:
     def __init__(
         self,
@@ -80,43 +109,42 @@ class PipelineReconciler:
 
     def reconcile(self, pipeline: PipelineObject) -> Reconciled:
         run = Run(pipeline, self._clock(), pipeline.status.model_copy(deep=True))
+        resolver = ResolvedOnce(self._resolver)
         if pipeline.spec.suspend:
             run.outcomes.append(
                 Outcome("Ready", "False", "Suspended", "spec.suspend is true; only expired credentials are revoked")
             )
-            self._revoke_expired(run)
+            self._revoke_expired(run, resolver)
             return self._finish(run, summarise_parts=False)
         claims: ClaimBook | None = None
         try:
             self._check_reference_kinds(run)
             claims = self._claim_book(run)
-            broker = self._resolve_broker(run, claims)
-            self._run_parts(run, claims, broker)
+            broker = self._resolve_broker(run, claims, resolver)
+            self._run_parts(run, claims, broker, resolver)
         except StepFailedError:
-            self._revoke_expired(run, claims)
+            self._revoke_expired(run, resolver, claims)
         if claims is not None:
             self._report_principals(run, claims)
         return self._finish(run)
 
-    def _revoke_expired(self, run: Run, claims: ClaimBook | None = None) -> None:
+    def _revoke_expired(self, run: Run, resolver: Resolver, claims: ClaimBook | None = None) -> None:
         """Expired generations are revoked on time even when the rest of the run cannot proceed."""
         try:
             claims = claims or ClaimBook(self._claims, self._cluster, run.pipeline.identity)
-            run.notes.extend(revoke_expired(run.pipeline, claims, self._resolver, run.now))
+            run.notes.extend(revoke_expired(run.pipeline, claims, resolver, run.now))
         except AdapterError as error:
             run.note("Warning", "RevocationPending", f"could not revoke an expired credential yet: {error}")
 
-    def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget) -> None:
+    def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget, resolver: Resolver) -> None:
         topic = reconcile_topic(run, claims, broker)
-        connections = ProducerConnectionsStep(
-            run, claims, self._resolver, broker, allow_namespaced=self._allow_namespaced
-        )
+        connections = ProducerConnectionsStep(run, claims, resolver, broker, allow_namespaced=self._allow_namespaced)
         pulsar = broker.spec.pulsar
         description = handoff.describe(
             topic.name,
             topic.dead_letter,
             broker.spec.type,
-            self._airflow_access(run),
+            self._airflow_access(run, resolver),
             pulsar_admin_url=pulsar.admin_url if pulsar is not None else None,
         )
         credentials = CredentialsStep(
@@ -135,20 +163,16 @@ class PipelineReconciler:
         credentials.write_secrets(plans)
         connections.apply(credentials, plans)  # before revoking: a connection never holds only a revoked name
         credentials.revoke(plans)
-        SchemaStep(run, claims, broker, self._cluster, self._resolver, handoff=credentials.listener_handoff).reconcile(
-            topic
-        )
+        SchemaStep(run, claims, broker, self._cluster, resolver, handoff=credentials.listener_handoff).reconcile(topic)
         run.ok(
             "CredentialsReady",
             "CredentialsIssued",
             f"{sum(1 for item in plans if item.principal is not None)} principal(s) have a current credential",
         )
-        reconcile_connection(
-            run, claims=claims, resolver=self._resolver, broker=broker, credentials=credentials, plans=plans
-        )
-        reconcile_trigger(run, self._resolver)
+        reconcile_connection(run, claims=claims, resolver=resolver, broker=broker, credentials=credentials, plans=plans)
+        reconcile_trigger(run, resolver)
 
-    def _airflow_access(self, run: Run) -> handoff.AirflowAccess | None:
+    def _airflow_access(self, run: Run, resolver: Resolver) -> handoff.AirflowAccess | None:
         """The Airflow API and credential the listener triggers with, while this pipeline may use them.
 
         A reference that does not resolve hands over none; the connection step reports why.
@@ -157,7 +181,7 @@ class PipelineReconciler:
         if airflow is None or airflow.trigger is None:
             return None
         try:
-            settings = self._resolver.airflow(airflow.instance_ref, run.pipeline.namespace).settings
+            settings = resolver.airflow(airflow.instance_ref, run.pipeline.namespace).settings
         except AdapterError:
             return None
         return handoff.AirflowAccess(settings.api_url, settings.username, settings.password)
@@ -179,9 +203,9 @@ class PipelineReconciler:
         except AdapterError as error:
             raise run.fail("TopicReady", error.reason, str(error)) from error
 
-    def _resolve_broker(self, run: Run, claims: ClaimBook) -> BrokerTarget:
+    def _resolve_broker(self, run: Run, claims: ClaimBook, resolver: Resolver) -> BrokerTarget:
         try:
-            broker = self._resolver.broker(run.pipeline.spec.broker_ref, run.pipeline.namespace)
+            broker = resolver.broker(run.pipeline.spec.broker_ref, run.pipeline.namespace)
         except UnresolvedReferenceError as error:
             if error.reason in WITHDRAWING_REASONS:
                 # The namespace may no longer use the broker (or it is gone): take back what it was given.

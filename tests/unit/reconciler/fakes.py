@@ -301,6 +301,8 @@ class FakeResolver:
     allowed: set[str] = field(default_factory=lambda: {"shop", "payments"})
     template: str = "{namespace}.{name}"
     airflow_settings: AirflowSettings = field(default_factory=lambda: AIRFLOW_SETTINGS)
+    # Each broker() / airflow() call, by what it resolved: what a real resolver would read.
+    resolved: list[str] = field(default_factory=list)
 
     @property
     def broker_key(self) -> str:
@@ -321,11 +323,13 @@ class FakeResolver:
         return FakeBrokerTarget(self.broker_key, spec, self.broker_backend)
 
     def broker(self, ref: BrokerRef, namespace: str | None) -> FakeBrokerTarget:
+        self.resolved.append("broker")
         if namespace not in self.allowed:
             raise UnresolvedReferenceError("NamespaceNotAllowed", f"ClusterBroker kafka does not allow {namespace}")
         return self._target()
 
     def airflow(self, ref: AirflowInstanceRef, namespace: str) -> FakeAirflowTarget:
+        self.resolved.append("airflow")
         if namespace not in self.allowed:
             raise UnresolvedReferenceError("NamespaceNotAllowed", f"Airflow main does not allow {namespace}")
         return FakeAirflowTarget(self.airflow_key, self.connections, self.dags, self.airflow_settings)

@@ -39,6 +39,15 @@ def test_first_reconcile_creates_topic_credentials_access_and_connection() -> No
     assert set(world.broker.credentials) == world.usernames_in_claims()
 
 
+def test_a_run_resolves_each_reference_once_and_the_next_run_afresh() -> None:
+    world = World()
+    world.apply("shop", "orders", spec())
+    world.reconcile("shop", "orders")
+    assert sorted(world.resolver.resolved) == ["airflow", "broker"]
+    world.reconcile("shop", "orders")
+    assert sorted(world.resolver.resolved) == ["airflow", "airflow", "broker", "broker"]
+
+
 def test_a_second_reconcile_changes_nothing() -> None:
     world = _ready_world()
     before = (dict(world.broker.credentials), dict(world.connections.items), dict(world.claims.items))
