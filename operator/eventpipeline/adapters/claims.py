@@ -11,6 +11,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from eventpipeline.adapters.drift import drift_max_age
 from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.kube import MANAGED_BY_LABEL, MANAGER
 from eventpipeline.adapters.metrics import counted
@@ -20,6 +21,9 @@ from eventpipeline.api.resources import OWNERSHIP_CLAIM
 
 # How long a namespace's claims, listed once, answer `in_namespace` (kept current by our own writes).
 NAMESPACE_VIEW_SECONDS = 60.0
+# A drift check takes its pipeline's claims from the last listing plus our own writes since, for at
+# most this many drift periods; every other run lists them (and so refreshes what drift checks use).
+PIPELINE_VIEW_PERIODS = 10
 PIPELINE_UID_LABEL = f"{GROUP}/pipeline-uid"
 PIPELINE_NAMESPACE_LABEL = f"{GROUP}/pipeline-namespace"
 _PLURAL = OWNERSHIP_CLAIM.plural
@@ -57,28 +61,30 @@ def _labels(spec: OwnershipClaimSpec) -> dict[str, str]:
 
 @dataclass
 class _Listed:
-    """One namespace's claims as listed at `at`, with the operator's own writes since applied."""
+    """One key's claims as listed at `at`, with the operator's own writes since applied."""
 
     at: float
     claims: dict[str, StoredClaim] = field(default_factory=dict)
 
 
-class NamespaceViews:
-    """Each namespace's claims from one listing, kept current by the writes that go through here.
+class ClaimViews:
+    """Claims by a key (their namespace, or their pipeline), each key's from one listing kept
+    current by the writes that go through here.
 
     Only the operator writes claims, so a listing plus its own later writes is what the API server
-    holds; it is listed again after `max_age` seconds all the same (another replica taking over).
-    A creation wave in one namespace then lists it once a minute instead of once per new pipeline
-    (at 1,000 pipelines that was ~2,500 claims read and parsed per creation). Thread-safe.
+    holds; it is listed again after `max_age` seconds all the same (another replica taking over, an
+    edit by hand). Thread-safe.
     """
 
     def __init__(
         self,
-        list_namespace: Callable[[str], list[StoredClaim]],
-        max_age: float = NAMESPACE_VIEW_SECONDS,
+        list_key: Callable[[str], list[StoredClaim]],
+        key_of: Callable[[OwnershipClaimSpec], str],
+        max_age: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._list = list_namespace
+        self._list = list_key
+        self._key_of = key_of
         self._max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
@@ -87,18 +93,20 @@ class NamespaceViews:
         # Writes made while a listing runs: it may or may not show them, so they are applied on top.
         self._in_flight: list[tuple[str, dict[str, StoredClaim | None]]] = []
 
-    def claims(self, namespace: str) -> list[StoredClaim]:
+    def claims(self, key: str, max_age: float | None = None) -> list[StoredClaim]:
+        """The key's claims from a listing at most `max_age` seconds old (default: the view's)."""
+        max_age = self._max_age if max_age is None else max_age
         with self._listing:
             with self._lock:
-                view = self._views.get(namespace)
-                if view is not None and self._clock() - view.at < self._max_age:
+                view = self._views.get(key)
+                if view is not None and self._clock() - view.at < max_age:
                     return list(view.claims.values())
                 journal: dict[str, StoredClaim | None] = {}
-                entry = (namespace, journal)
+                entry = (key, journal)
                 self._in_flight.append(entry)
                 started = self._clock()
             try:
-                listed = self._list(namespace)
+                listed = self._list(key)
             finally:
                 with self._lock:
                     self._in_flight.remove(entry)
@@ -108,25 +116,46 @@ class NamespaceViews:
                     claims.pop(name, None)
                     if claim is not None:
                         claims[name] = claim
-                self._views[namespace] = _Listed(started, claims)
+                self._views[key] = _Listed(started, claims)
                 return list(claims.values())
 
     def written(self, claim: StoredClaim) -> None:
-        """A claim was created or replaced (its pipeline, so its namespace, may have changed)."""
+        """A claim was created or replaced (its pipeline, so its key, may have changed)."""
         self._record(claim.name, claim)
 
     def deleted(self, name: str) -> None:
         self._record(name, None)
 
-    def _record(self, name: str, claim: StoredClaim | None) -> None:
-        namespace = claim.spec.pipeline.namespace if claim is not None else None
+    def forget(self, key: str) -> None:
+        """The key's view may be wrong (a write whose outcome is unknown): listed afresh when next asked."""
         with self._lock:
-            for held, view in self._views.items():
+            self._views.pop(key, None)
+
+    def _record(self, name: str, claim: StoredClaim | None) -> None:
+        key = self._key_of(claim.spec) if claim is not None else None
+        with self._lock:
+            for held, view in list(self._views.items()):
                 view.claims.pop(name, None)
-                if claim is not None and held == namespace:
+                if claim is not None and held == key:
                     view.claims[name] = claim
-            for listing_namespace, journal in self._in_flight:
-                journal[name] = claim if listing_namespace == namespace else None
+                elif claim is None and not view.claims:
+                    del self._views[held]  # its last claim deleted (a deleted pipeline's): listed if asked again
+            for listing_key, journal in self._in_flight:
+                journal[name] = claim if listing_key == key else None
+
+
+class NamespaceViews(ClaimViews):
+    """Each namespace's claims (for its quotas): a creation wave in one namespace lists it once a
+    minute instead of once per new pipeline (at 1,000 pipelines that was ~2,500 claims read and
+    parsed per creation)."""
+
+    def __init__(
+        self,
+        list_namespace: Callable[[str], list[StoredClaim]],
+        max_age: float = NAMESPACE_VIEW_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(list_namespace, lambda spec: spec.pipeline.namespace, max_age, clock)
 
 
 class KubeClaims:
@@ -139,10 +168,16 @@ class KubeClaims:
         self._namespaces = NamespaceViews(
             lambda namespace: self._list(f"{PIPELINE_NAMESPACE_LABEL}={namespace}"), namespace_view_seconds
         )
+        self._pipelines = ClaimViews(
+            lambda uid: self._list(f"{PIPELINE_UID_LABEL}={uid}"), lambda spec: spec.pipeline.uid, 0.0
+        )
 
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]:
-        """Every claim of one pipeline: one list call per reconciliation."""
-        return self._list(f"{PIPELINE_UID_LABEL}={pipeline_uid}")
+        """Every claim of one pipeline: one list call per reconciliation, except in a drift check,
+        which takes the last listing plus our own writes since (at most `PIPELINE_VIEW_PERIODS`
+        periods old): claims are the operator's own records, nobody else writes them."""
+        max_age = drift_max_age()
+        return self._pipelines.claims(pipeline_uid, 0.0 if max_age is None else PIPELINE_VIEW_PERIODS * max_age)
 
     def in_namespace(self, namespace: str) -> list[StoredClaim]:
         """Every claim of a namespace's pipelines (for its quotas), from a listing at most a minute
@@ -184,10 +219,15 @@ class KubeClaims:
         except ApiException as error:
             if error.status == 409:
                 return None
+            self._pipelines.forget(spec.pipeline.uid)
             raise UnavailableError(f"Kubernetes: creating ownership claim {name} failed ({error.status})") from error
         stored = _stored(cast(dict[str, Any], created))
-        self._namespaces.written(stored)
+        self._written(stored)
         return stored
+
+    def _written(self, claim: StoredClaim) -> None:
+        self._namespaces.written(claim)
+        self._pipelines.written(claim)
 
     @counted("kubernetes")
     def update(self, claim: StoredClaim) -> StoredClaim:
@@ -205,13 +245,14 @@ class KubeClaims:
         try:
             replaced = self._custom.replace_cluster_custom_object(GROUP, VERSION, _PLURAL, claim.name, body)
         except ApiException as error:
+            self._pipelines.forget(claim.spec.pipeline.uid)
             if error.status == 409:
                 raise ClaimConflictError(f"ownership claim {claim.name} changed meanwhile; retrying") from error
             raise UnavailableError(
                 f"Kubernetes: updating ownership claim {claim.name} failed ({error.status})"
             ) from error
         stored = _stored(cast(dict[str, Any], replaced))
-        self._namespaces.written(stored)
+        self._written(stored)
         return stored
 
     @counted("kubernetes")
@@ -224,3 +265,4 @@ class KubeClaims:
                     f"Kubernetes: deleting ownership claim {name} failed ({error.status})"
                 ) from error
         self._namespaces.deleted(name)
+        self._pipelines.deleted(name)

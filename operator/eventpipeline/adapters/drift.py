@@ -12,6 +12,10 @@ retries) every read goes to the broker.
 `RecentReads` does the same for single reads that every pipeline repeats (a referenced broker
 or Airflow instance and its admin Secret, a DAG's tags): a drift check takes the answer of the
 last read of that key if it is less than a period old, and every other read refreshes it.
+
+`WatchedCopies` answers a drift check's read of an object from the copy a watch delivered
+(the pipeline itself, from kopf's index), unless the operator's own last write to it has not
+come back through the watch yet: then the check reads fresh, as after any own write.
 """
 
 from __future__ import annotations
@@ -150,3 +154,58 @@ class RecentReads(Generic[K, T]):
         with self._lock:
             self._kept[key] = (started, value)
         return value
+
+
+class WatchedCopies(Generic[K, T]):
+    """Objects as a watch last delivered them, for drift checks; thread-safe.
+
+    `seen` takes each watch event (its resourceVersion and the copy), `written` each of the
+    operator's own writes (the resourceVersion the API server answered with). Inside
+    `drift_reads()`, `lookup` answers from the watch's copy once it holds the own last write;
+    until then, and outside drift checks, it returns None and the caller reads fresh. A write the
+    watch never shows as such (a later event overtook it before `written` ran) stops counting
+    after `max_age`, one drift period: the copy then is newer than the write anyway.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._copies: dict[K, tuple[str, T]] = {}
+        self._pending: dict[K, tuple[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._copies)
+
+    def seen(self, key: K, version: str, copy: T) -> None:
+        with self._lock:
+            self._copies[key] = (version, copy)
+            pending = self._pending.get(key)
+            if pending is not None and pending[0] == version:
+                del self._pending[key]
+
+    def written(self, key: K, version: str | None) -> None:
+        """The operator wrote the object; `version` None: the write's outcome is not known."""
+        with self._lock:
+            copy = self._copies.get(key)
+            if version is not None and copy is not None and copy[0] == version:
+                self._pending.pop(key, None)
+                return
+            self._pending[key] = (version or "", self._clock())
+
+    def forget(self, key: K) -> None:
+        with self._lock:
+            self._copies.pop(key, None)
+            self._pending.pop(key, None)
+
+    def lookup(self, key: K) -> Cached[T] | None:
+        max_age = drift_max_age()
+        if max_age is None:
+            return None
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is not None:
+                if self._clock() - pending[1] < max_age:
+                    return None
+                del self._pending[key]
+            copy = self._copies.get(key)
+        return None if copy is None else Cached(copy[1])

@@ -51,6 +51,13 @@ def counted(system: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
+SCHEDULED_RUNS = Counter(
+    "eventpipeline_scheduled_runs",
+    "Reconciliations the scheduler started, by why: drift (the periodic check), hint (a rotation or "
+    "listener report due), retry (after a transient failure).",
+    ["reason"],
+)
+
 # ---- what a reconciliation found, per pipeline ---------------------------------------------
 
 RECONCILE_ERRORS = Counter(

@@ -3,14 +3,16 @@ handlers/schedule.py's)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from eventpipeline.adapters import metrics
+from eventpipeline.adapters.drift import WatchedCopies
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.pipeline import EventPipelineStatus
@@ -22,6 +24,29 @@ from eventpipeline.reconciler.pipeline import Note, PipelineObject, Reconciled, 
 
 RESOURCE = (GROUP, VERSION, EVENT_PIPELINE.plural)
 LOG = logging.getLogger("eventpipeline.handlers.pipeline")
+# Each pipeline as the watch last showed it (compact JSON by uid, kept by the scheduler's kopf
+# index): a drift check reconciles from it instead of reading the object, unless the status this
+# operator wrote last has not come back through the watch yet.
+COPIES: WatchedCopies[str, str] = WatchedCopies()
+
+
+def remember(body: kopf.Body) -> None:
+    """Keep the watch's copy of a pipeline for drift checks (not its managedFields); forget one being deleted."""
+    metadata = body["metadata"]
+    uid = metadata["uid"]
+    if metadata.get("deletionTimestamp"):
+        COPIES.forget(uid)
+        return
+    kept = {**body, "metadata": {key: value for key, value in metadata.items() if key != "managedFields"}}
+    COPIES.seen(uid, str(metadata.get("resourceVersion", "")), json.dumps(kept, separators=(",", ":")))
+
+
+def _current(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The object as it is now: in a drift check the watch's copy if it holds our last write, else read."""
+    copy = COPIES.lookup(metadata["uid"])
+    if copy is not None:
+        return cast(dict[str, Any], json.loads(copy.value))
+    return context.services().kube.get_custom(EVENT_PIPELINE.plural, metadata["name"], metadata["namespace"])
 
 
 def _write_status(pipeline: PipelineObject, status: EventPipelineStatus) -> None:
@@ -31,12 +56,16 @@ def _write_status(pipeline: PipelineObject, status: EventPipelineStatus) -> None
     new = {key: value for key, value in wire(status).items() if key != "listener"}
     if new != old:
         # A merge patch keeps keys it is not told to remove: null out what disappeared.
-        context.services().kube.patch_status(
-            EVENT_PIPELINE.plural,
-            pipeline.name,
-            pipeline.namespace,
-            {**{key: None for key in old if key not in new}, **new},
-        )
+        version: str | None = None
+        try:
+            version = context.services().kube.patch_status(
+                EVENT_PIPELINE.plural,
+                pipeline.name,
+                pipeline.namespace,
+                {**{key: None for key in old if key not in new}, **new},
+            )
+        finally:
+            COPIES.written(pipeline.uid, version)  # None (failed): the watch's copy waits a period
 
 
 def _emit(body: kopf.Body, notes: list[Note]) -> None:
@@ -58,7 +87,7 @@ def reconcile(
     services = context.services()
     metadata = body["metadata"]
     with context.object_lock(metadata["uid"]):
-        current = services.kube.get_custom(EVENT_PIPELINE.plural, metadata["name"], metadata["namespace"])
+        current = _current(metadata)
         if current is None or current["metadata"].get("deletionTimestamp"):
             return None
         pipeline = parse_pipeline(current)
@@ -117,4 +146,5 @@ def finalize(*, body: kopf.Body, retry: int, **_: Any) -> None:
         raise kopf.TemporaryError(f"cleanup failed, will retry: {error}", delay=delay) from error
     _emit(body, notes)
     context.forget(pipeline.uid)
+    COPIES.forget(pipeline.uid)
     metrics.PIPELINES.forget(f"{pipeline.namespace}/{pipeline.name}")

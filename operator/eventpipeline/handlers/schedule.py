@@ -5,7 +5,9 @@ each event also refreshes the pipeline's due hint (`planning/schedule.py`). One 
 the earliest due time, then runs what is due in kopf's thread pool, at most `SCHEDULED_WORKERS`
 at a time so creations and updates (kopf's own handlers, which reconcile at once) always find a
 free worker. A drift check reads the brokers through their per-period snapshot
-(`adapters/drift.py`); a rotation, a listener change or a retry reads fresh.
+(`adapters/drift.py`), the pipeline from the watch's copy (`handlers/pipeline.py: COPIES`) and its
+claims from the last listing plus our own writes (`adapters/claims.py`); a rotation, a listener
+change or a retry reads fresh.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Any
 
 import kopf
 
+from eventpipeline.adapters import metrics
 from eventpipeline.adapters.drift import drift_reads
 from eventpipeline.adapters.events import EventRecorder, InvolvedObject
 from eventpipeline.adapters.kube import load_api_client
 from eventpipeline.api.common import API_VERSION
 from eventpipeline.handlers import context
-from eventpipeline.handlers.pipeline import RESOURCE, reconcile
+from eventpipeline.handlers.pipeline import COPIES, RESOURCE, reconcile, remember
 from eventpipeline.planning.clock import utcnow
 from eventpipeline.planning.schedule import DueSchedule, Reason, due_hint
 from eventpipeline.reconciler.pipeline import Note, parse_pipeline
@@ -46,9 +49,11 @@ _recorder: EventRecorder | None = None
 
 @kopf.index(*RESOURCE)
 def pipeline_names(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, str]]:
-    """uid → (namespace, name) for the scheduler; also refreshes what the object says is due."""
+    """uid → (namespace, name) for the scheduler; also refreshes what the object says is due, and the
+    copy of the object a drift check reconciles from (`handlers/pipeline.py: COPIES`)."""
     metadata = body["metadata"]
     uid = metadata["uid"]
+    remember(body)
     hint: float | None = None
     if not metadata.get("deletionTimestamp"):
         try:
@@ -108,8 +113,10 @@ async def _run_one(names: Names, executor: Executor, uid: str, reason: Reason, s
         found = list(names.get(uid, ()))
         if not found:  # deleted: kopf dropped it from the index
             context.forget(uid)
+            COPIES.forget(uid)
             return
         namespace, name = found[0]
+        metrics.SCHEDULED_RUNS.labels(reason).inc()
         run = contextvars.copy_context().run
         loop = asyncio.get_running_loop()
         failure = await loop.run_in_executor(executor, run, _reconcile_scheduled, uid, namespace, name, reason)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from eventpipeline.adapters.claims import NamespaceViews, StoredClaim
+from eventpipeline.adapters.claims import ClaimViews, NamespaceViews, StoredClaim
 from eventpipeline.api.claim import ClaimingPipeline, OwnershipClaimSpec
 
 
@@ -94,3 +94,23 @@ def test_a_failed_listing_is_not_kept() -> None:
     with pytest.raises(RuntimeError):
         views.claims("shop")
     assert names(views.claims("shop")) == {"a"}
+
+
+def test_by_pipeline_every_run_lists_and_a_drift_check_takes_that_listing_with_our_writes_since() -> None:
+    server = Server(claim("a"), claim("other", namespace="elsewhere"))
+    now = [0.0]
+    by_uid = ClaimViews(
+        lambda uid: [c for c in server.claims.values() if c.spec.pipeline.uid == uid],
+        lambda spec: spec.pipeline.uid,
+        0.0,
+        clock=lambda: now[0],
+    )
+    assert names(by_uid.claims("uid-shop")) == {"a"}  # a run outside drift checks lists
+    assert names(by_uid.claims("uid-shop")) == {"a"}
+    by_uid.written(claim("b"))
+    now[0] = 250
+    assert names(by_uid.claims("uid-shop", max_age=3000)) == {"a", "b"}  # a drift check
+    by_uid.deleted("a")
+    by_uid.deleted("b")
+    server.claims = {}
+    assert names(by_uid.claims("uid-shop", max_age=3000)) == set()  # its last claim gone: listed again

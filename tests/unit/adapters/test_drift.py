@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot, drift_reads
+from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot, WatchedCopies, drift_reads
 
 
 class Clock:
@@ -150,3 +150,60 @@ def test_a_failed_read_is_not_kept() -> None:
         recent.get("broker", fail)
     with drift_reads(300.0):
         assert recent.get("broker", lambda: "read") == "read"
+
+
+def _copy(copies: WatchedCopies[str, str], key: str = "p") -> str | None:
+    found = copies.lookup(key)
+    return None if found is None else found.value
+
+
+def test_a_drift_check_takes_the_watchs_copy_and_every_other_run_reads_fresh() -> None:
+    copies: WatchedCopies[str, str] = WatchedCopies(Clock())
+    copies.seen("p", "7", "body at 7")
+    assert _copy(copies) is None
+    with drift_reads(300.0):
+        assert _copy(copies) == "body at 7"
+        assert _copy(copies, "unknown") is None
+
+
+def test_after_our_own_write_the_copy_serves_once_the_watch_shows_that_write() -> None:
+    clock = Clock()
+    copies: WatchedCopies[str, str] = WatchedCopies(clock)
+    copies.seen("p", "7", "body at 7")
+    copies.written("p", "8")
+    with drift_reads(300.0):
+        assert _copy(copies) is None  # our write is not in the copy yet
+        copies.seen("p", "8", "body at 8")
+        assert _copy(copies) == "body at 8"
+        copies.seen("p", "9", "the listener's report at 9")
+        assert _copy(copies) == "the listener's report at 9"
+
+
+def test_a_write_the_watch_showed_before_it_was_recorded_is_not_waited_for() -> None:
+    copies: WatchedCopies[str, str] = WatchedCopies(Clock())
+    copies.seen("p", "8", "body at 8")
+    copies.written("p", "8")
+    with drift_reads(300.0):
+        assert _copy(copies) == "body at 8"
+
+
+def test_a_write_never_seen_as_such_or_of_unknown_outcome_stops_counting_after_a_period() -> None:
+    clock = Clock()
+    copies: WatchedCopies[str, str] = WatchedCopies(clock)
+    copies.seen("p", "9", "body at 9")  # a later event overtook our write at 8
+    copies.written("p", "8")
+    copies.seen("q", "1", "q at 1")
+    copies.written("q", None)
+    with drift_reads(300.0):
+        assert _copy(copies) is None and _copy(copies, "q") is None
+        clock.now += 300
+        assert _copy(copies) == "body at 9" and _copy(copies, "q") == "q at 1"
+
+
+def test_a_forgotten_object_is_read_fresh() -> None:
+    copies: WatchedCopies[str, str] = WatchedCopies(Clock())
+    copies.seen("p", "7", "body at 7")
+    copies.forget("p")
+    assert len(copies) == 0
+    with drift_reads(300.0):
+        assert _copy(copies) is None

@@ -5,7 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from eventpipeline.handlers import context
+import kopf
+
+from eventpipeline.adapters.drift import drift_reads
+from eventpipeline.handlers import context, pipeline
 from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.schedule import due_hint
 from eventpipeline.reconciler.pipeline import PipelineObject, parse_pipeline
@@ -75,3 +78,17 @@ def test_a_listener_report_is_due_again_when_it_would_turn_silent() -> None:
     now = utcnow()
     at = due_hint(pipeline.spec, pipeline.status, None, now)
     assert at is not None and timedelta(minutes=1) < at - now <= timedelta(minutes=2)
+
+
+def test_a_drift_check_reconciles_from_the_watchs_copy_without_managed_fields() -> None:
+    body = _body()
+    body["metadata"] |= {"uid": "u-copy", "resourceVersion": "5", "managedFields": [{"manager": "kubectl"}]}
+    pipeline.remember(kopf.Body(body))
+    with drift_reads(300.0):
+        current = pipeline._current(body["metadata"])
+    assert current is not None and "managedFields" not in current["metadata"]
+    assert current["spec"] == body["spec"] and current["metadata"]["resourceVersion"] == "5"
+    body["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    pipeline.remember(kopf.Body(body))  # being deleted: not kept
+    with drift_reads(300.0):
+        assert pipeline.COPIES.lookup("u-copy") is None
