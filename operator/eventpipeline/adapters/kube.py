@@ -165,9 +165,22 @@ class Kube:
             ) from error
         return dict(config_map.data or {})
 
+    @counted("kubernetes")
+    def read_pipeline(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An EventPipeline, or None if it does not exist (counted apart from the referenced objects:
+        a drift check reads none)."""
+        try:
+            result = self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, EVENT_PIPELINE.plural, name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            message = f"Kubernetes: reading pipeline {namespace}/{name} failed ({error.status})"
+            raise UnavailableError(message) from error
+        return cast(dict[str, Any], result)
+
     def pipeline_uid(self, namespace: str, name: str) -> str | None:
         """The uid of an EventPipeline, or None if it does not exist (to tell a live claim from an orphan)."""
-        body = self.get_custom(EVENT_PIPELINE.plural, name, namespace)
+        body = self.read_pipeline(namespace, name)
         return None if body is None else str(body["metadata"]["uid"])
 
     @counted("kubernetes")

@@ -46,7 +46,7 @@ def _current(metadata: dict[str, Any]) -> dict[str, Any] | None:
     copy = COPIES.lookup(metadata["uid"])
     if copy is not None:
         return cast(dict[str, Any], json.loads(copy.value))
-    return context.services().kube.get_custom(EVENT_PIPELINE.plural, metadata["name"], metadata["namespace"])
+    return context.services().kube.read_pipeline(metadata["namespace"], metadata["name"])
 
 
 def _write_status(pipeline: PipelineObject, status: EventPipelineStatus) -> None:

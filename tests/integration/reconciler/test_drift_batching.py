@@ -1,6 +1,8 @@
 """Drift checks on the real stack: the pipelines of one broker share one listing of its topics,
 SCRAM users and ACLs per drift period, and those of one Airflow instance one listing of its
-connections and one read of their DAG's tags, instead of reading them pipeline by pipeline."""
+connections and one read of their DAG's tags, instead of reading them pipeline by pipeline; on
+Kubernetes a check reads only the pipeline's Secrets (the pipeline and its claims come from the
+watch's copy and the last listing), and a Secret deleted by hand still comes back."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from eventpipeline.api.common import GROUP, VERSION
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OPEN_DAG, OPERATOR_ENV
-from tests.integration.support import Kube
+from tests.integration.support import Kube, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 
@@ -35,6 +37,13 @@ def calls(metrics_port: int) -> dict[str, float]:
     for operation, system, value in re.findall(pattern, text):
         found[f"{system}.{operation}"] = found.get(f"{system}.{operation}", 0.0) + float(value)
     return found
+
+
+def drift_checks(metrics_port: int) -> float:
+    """The scheduler's drift checks so far (the operator's eventpipeline_scheduled_runs_total)."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
+    match = re.search(r'^eventpipeline_scheduled_runs_total\{reason="drift"\} (\S+)', text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 @dataclass(frozen=True)
@@ -76,14 +85,20 @@ def test_drift_checks_of_a_brokers_pipelines_share_one_listing_per_period(
     # What a run wrote is read fresh until a listing taken well after the write: over after a few periods.
     time.sleep(4 * RESYNC)
     cluster = Cluster.read(kube, AirflowApi(stack.exports))
-    before = calls(operator.metrics_port)
+    before, checks_before = calls(operator.metrics_port), drift_checks(operator.metrics_port)
     time.sleep(WINDOW)
-    after = calls(operator.metrics_port)
+    after, checks = calls(operator.metrics_port), drift_checks(operator.metrics_port) - checks_before
     delta = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
     periods = WINDOW / RESYNC + 2
 
-    # Every pipeline was checked in the window (each check lists the pipeline's ownership claims) …
-    assert delta.get("kubernetes._list", 0.0) >= PIPELINES, delta
+    # Every pipeline was checked in the window …
+    assert checks >= PIPELINES, (checks, delta)
+    # … reading neither the pipeline nor its claims (the watch's copy and the last listing; before,
+    # one read and one listing per check): what remains are runs outside a drift check (a retry, a
+    # pipeline of an earlier test being deleted).
+    kubernetes = {key: value for key, value in delta.items() if key.startswith("kubernetes.")}
+    assert delta.get("kubernetes.read_pipeline", 0.0) <= checks / 4, (checks, kubernetes)
+    assert delta.get("kubernetes._list", 0.0) <= checks / 2, (checks, kubernetes)
     # … against listings of the broker, about one per period, all three listed together …
     # (per broker in use; a listing may straddle the window's edges, so the three may differ by one each) …
     listings = [delta.get(f"kafka.{operation}", 0.0) for operation in LISTINGS]
@@ -105,5 +120,15 @@ def test_drift_checks_of_a_brokers_pipelines_share_one_listing_per_period(
     assert airflow.get("airflow.exists", 0.0) <= cluster.pipelines, (cluster, airflow)
     # Tags: once per DAG and period by drift checks; a run outside a drift check (a retry, a pipeline
     # of an earlier test being deleted) reads them fresh, but far fewer than every run does.
-    runs = delta.get("kubernetes._list", 0.0)
+    runs = checks + delta.get("kubernetes._list", 0.0)  # every run outside a drift check lists claims
     assert airflow.get("airflow.read_tags", 0.0) <= max(2 * cluster.dags * periods, runs / 2), (cluster, runs, airflow)
+
+    # A Secret deleted by hand comes back from a drift check answered from those copies.
+    secret = f"{names[0]}.app.credentials"
+    kube.core.delete_namespaced_secret(secret, namespace)
+    eventually(lambda: kube.secret(namespace, secret), timeout=20 * RESYNC + 60, what="the Secret to come back")
+    eventually(
+        lambda: any(reason == "CredentialRepaired" for _, reason, _ in kube.events(namespace, names[0])),
+        timeout=30,
+        what="a CredentialRepaired event",
+    )
