@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -88,7 +89,8 @@ class ClaimViews:
         self._max_age = max_age
         self._clock = clock
         self._lock = threading.Lock()
-        self._listing = threading.Lock()  # one listing at a time; the others wait for its answer
+        # One listing of a key at a time, the others wait for its answer; keys list in parallel.
+        self._listing: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._views: dict[str, _Listed] = {}
         # Writes made while a listing runs: it may or may not show them, so they are applied on top.
         self._in_flight: list[tuple[str, dict[str, StoredClaim | None]]] = []
@@ -96,7 +98,9 @@ class ClaimViews:
     def claims(self, key: str, max_age: float | None = None) -> list[StoredClaim]:
         """The key's claims from a listing at most `max_age` seconds old (default: the view's)."""
         max_age = self._max_age if max_age is None else max_age
-        with self._listing:
+        with self._lock:
+            listing = self._listing[key]
+        with listing:
             with self._lock:
                 view = self._views.get(key)
                 if view is not None and self._clock() - view.at < max_age:
@@ -130,6 +134,7 @@ class ClaimViews:
         """The key's view may be wrong (a write whose outcome is unknown): listed afresh when next asked."""
         with self._lock:
             self._views.pop(key, None)
+            self._listing.pop(key, None)
 
     def _record(self, name: str, claim: StoredClaim | None) -> None:
         key = self._key_of(claim.spec) if claim is not None else None
@@ -140,6 +145,7 @@ class ClaimViews:
                     view.claims[name] = claim
                 elif claim is None and not view.claims:
                     del self._views[held]  # its last claim deleted (a deleted pipeline's): listed if asked again
+                    self._listing.pop(held, None)
             for listing_key, journal in self._in_flight:
                 journal[name] = claim if listing_key == key else None
 

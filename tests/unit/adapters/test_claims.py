@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from eventpipeline.adapters.claims import ClaimViews, NamespaceViews, StoredClaim
@@ -114,3 +116,22 @@ def test_by_pipeline_every_run_lists_and_a_drift_check_takes_that_listing_with_o
     by_uid.deleted("b")
     server.claims = {}
     assert names(by_uid.claims("uid-shop", max_age=3000)) == set()  # its last claim gone: listed again
+
+
+def test_a_slow_listing_of_one_pipeline_does_not_hold_up_another() -> None:
+    release = threading.Event()
+
+    def listing(uid: str) -> list[StoredClaim]:
+        if uid == "slow":
+            assert release.wait(timeout=10)
+        return []
+
+    by_uid = ClaimViews(listing, lambda spec: spec.pipeline.uid, 0.0)
+    slow = threading.Thread(target=by_uid.claims, args=("slow",))
+    slow.start()
+    try:
+        assert by_uid.claims("quick") == []
+        assert slow.is_alive()  # behind one lock for every key, the quick one would have waited for it
+    finally:
+        release.set()
+        slow.join(timeout=10)
