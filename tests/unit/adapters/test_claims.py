@@ -101,17 +101,28 @@ def test_a_failed_listing_is_not_kept() -> None:
 def test_by_pipeline_every_run_lists_and_a_drift_check_takes_that_listing_with_our_writes_since() -> None:
     server = Server(claim("a"), claim("other", namespace="elsewhere"))
     now = [0.0]
+    listings: list[str] = []
+
+    def listing(uid: str) -> list[StoredClaim]:
+        listings.append(uid)
+        return [c for c in server.claims.values() if c.spec.pipeline.uid == uid]
+
     by_uid = ClaimViews(
-        lambda uid: [c for c in server.claims.values() if c.spec.pipeline.uid == uid],
+        listing,
         lambda spec: spec.pipeline.uid,
         0.0,
         clock=lambda: now[0],
+        compact=True,
     )
     assert names(by_uid.claims("uid-shop")) == {"a"}  # a run outside drift checks lists
     assert names(by_uid.claims("uid-shop")) == {"a"}
-    by_uid.written(claim("b"))
+    by_uid.written(claim("b", partitions=3))
     now[0] = 250
     assert names(by_uid.claims("uid-shop", max_age=3000)) == {"a", "b"}  # a drift check
+    # kept as JSON, given back as the same claims
+    given = {c.name: c for c in by_uid.claims("uid-shop", max_age=3000)}
+    assert given == {"a": claim("a"), "b": claim("b", partitions=3)}
+    assert listings == ["uid-shop", "uid-shop"] and len(by_uid) == 1
     by_uid.deleted("a")
     by_uid.deleted("b")
     server.claims = {}
