@@ -53,6 +53,10 @@ SERVICES: dict[str, tuple[str, ...]] = {
     "triggerer": ("--skip-serve-logs",),
 }
 HEALTH_PATH = "/api/v2/monitor/health"
+# Database connections per Airflow process: more than the api-server's 40 request threads, so
+# concurrent requests never wait for one another's connections (PostgreSQL here allows 200).
+API_DB_POOL_SIZE = 16
+API_DB_POOL_OVERFLOW = 48
 PROVIDER_DISTRIBUTION = "airflow-provider-eventpipeline"
 # What a build leaves in the provider's folder: not part of its content.
 _BUILD_LEFTOVERS = ("__pycache__", ".egg-info", "build", "dist", ".mypy_cache", ".ruff_cache")
@@ -313,6 +317,10 @@ class AirflowComponent:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": _sqlalchemy_url(db_url),
+            # With the default pool (5 + 10 overflow) 16-24 concurrent run requests exhausted it and
+            # the api-server answered nothing for minutes (bench/chaos/RESULTS.md, fourth round).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": str(API_DB_POOL_SIZE),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_MAX_OVERFLOW": str(API_DB_POOL_OVERFLOW),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__BASE_URL": api_url,
