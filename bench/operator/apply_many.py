@@ -64,6 +64,20 @@ def calls_between(before: dict[str, float], after: dict[str, float]) -> dict[str
     return {key: after[key] - before.get(key, 0.0) for key in after if after[key] - before.get(key, 0.0) > 0}
 
 
+def wait_for_metrics(metrics_port: int, operator: subprocess.Popen[bytes]) -> None:
+    """Until the controller serves its metrics (its start takes seconds on a loaded machine)."""
+    deadline = time.monotonic() + 120
+    while True:
+        assert operator.poll() is None, "the operator exited"
+        try:
+            backend_calls(metrics_port)
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def operator_source() -> str:
     """Which code the controller runs: PYTHONPATH when the bench was pointed at another tree, else HEAD."""
     if os.environ.get("PYTHONPATH"):
@@ -263,7 +277,7 @@ def main() -> None:
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        time.sleep(5)
+        wait_for_metrics(metrics_port, operator)
         sampler.start()
         report.step("bench", f"applying {args.pipelines} pipelines in {namespace}")
         calls_at_start, cpu_at_start = backend_calls(metrics_port), cpu_seconds(operator.pid)
