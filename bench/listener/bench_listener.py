@@ -32,6 +32,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -397,6 +398,9 @@ def main() -> None:
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     processes: list[subprocess.Popen[bytes]] = []
+    # A SIGTERM (a cut benchmark) ends the run through the `finally` below, not around it: the
+    # operator and listener it started would otherwise go on against the stack.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if not args.no_operator:
             processes.append(start_process(["run", "--metrics-port", "0"], exports, "operator-bench"))
