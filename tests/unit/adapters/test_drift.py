@@ -7,6 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot, WatchedCopies, drift_reads
+from eventpipeline.adapters.kafka import KafkaState
+from eventpipeline.planning.access import KafkaAcl
 
 
 class Clock:
@@ -207,3 +209,15 @@ def test_a_forgotten_object_is_read_fresh() -> None:
     assert len(copies) == 0
     with drift_reads(300.0):
         assert _copy(copies) is None
+
+
+def test_a_kafka_listing_answers_a_pipelines_acls_by_resource() -> None:
+    acls = [
+        KafkaAcl("User:a", "TOPIC", "shop.orders", "WRITE"),
+        KafkaAcl("User:b", "TOPIC", "shop.orders", "READ"),
+        KafkaAcl("User:b", "GROUP", "shop.orders", "READ"),
+        KafkaAcl("User:c", "TOPIC", "other", "READ"),
+    ]
+    state = KafkaState.of({}, set(), acls)
+    assert state.acls_on([("TOPIC", "shop.orders"), ("GROUP", "shop.orders")]) == set(acls[:3])
+    assert state.acls_on([("TOPIC", "absent")]) == set()
