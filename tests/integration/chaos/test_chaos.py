@@ -1,5 +1,5 @@
 """The short chaos run of `bench/chaos/harness.py` (a few hundred messages, one fault of each kind:
-listener SIGKILL, Airflow API frozen, Kafka and Pulsar frozen, controller SIGKILL): every message
+listener SIGKILL, Airflow API frozen, Kafka and Pulsar restarted, controller SIGKILL): every message
 becomes exactly one run, and the last run follows the last fault within two minutes.
 The full 10,000-message run and its recorded figures: bench/chaos/RESULTS.md."""
 
