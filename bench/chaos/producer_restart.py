@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.chaos.kafka_writer import BrokerFaults, KafkaWriter, read_values
 from confluent_kafka.admin import AdminClient, NewTopic
-from tests.integration.listener.brokers import kafka_admin_settings
+from tests.integration.listener.brokers import kafka_admin_secret, kafka_admin_settings
 from tests.integration.support import eventually
 
 from eventpipeline_devenv import stack as devstack
@@ -42,13 +42,7 @@ def one_round(exports: dict[str, str], per_round: int, seconds: float) -> dict[s
     admin = AdminClient(kafka_admin_settings(exports))
     topic = f"chaos-restart-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)])[topic].result(timeout=60)
-    secret = {
-        "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "username": exports["KAFKA_ADMIN_USER"],
-        "password": exports["KAFKA_ADMIN_PASSWORD"],
-    }
+    secret = kafka_admin_secret(exports)
     faults = BrokerFaults()
     log_path = layout.log_path(f"chaos-producer-restart-{topic}")
     writer = KafkaWriter(secret, exports, topic, PARTITIONS, faults=faults, log_path=log_path)

@@ -13,7 +13,7 @@ import pytest
 from bench.chaos.kafka_writer import BrokerFaults, KafkaWriter, read_values
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.integration.listener.brokers import kafka_admin_settings
+from tests.integration.listener.brokers import kafka_admin_secret, kafka_admin_settings
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 2
@@ -32,13 +32,7 @@ def test_a_client_given_up_mid_stream_is_replaced_and_every_value_lands_once(
     stack: Any, topic: str, tmp_path: Path
 ) -> None:
     exports = dict(stack.exports)
-    admin = {
-        "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "username": exports["KAFKA_ADMIN_USER"],
-        "password": exports["KAFKA_ADMIN_PASSWORD"],
-    }
+    admin = kafka_admin_secret(exports)
     writer = KafkaWriter(admin, exports, topic, PARTITIONS, faults=BrokerFaults(), log_path=tmp_path / "writer.log")
     values = [f"value-{index}" for index in range(200)]
 

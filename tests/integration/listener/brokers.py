@@ -26,6 +26,17 @@ def kafka_admin_settings(exports: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def kafka_admin_secret(exports: Mapping[str, str]) -> dict[str, str]:
+    """The admin credential in the shape of a pipeline's credentials Secret (`kafka_settings` input)."""
+    return {
+        "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "username": exports["KAFKA_ADMIN_USER"],
+        "password": exports["KAFKA_ADMIN_PASSWORD"],
+    }
+
+
 def kafka_produce(secret: Mapping[str, str], topic: str, values: Sequence[str]) -> None:
     producer = Producer({**kafka_settings(secret), "message.timeout.ms": 10000})
     errors: list[Any] = []
