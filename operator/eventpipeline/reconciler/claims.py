@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from eventpipeline.adapters.claims import StoredClaim
 from eventpipeline.api.claim import ClaimingPipeline, ClaimKind, OwnershipClaimSpec
 from eventpipeline.planning.ownership import claim_name, decide
@@ -34,16 +36,30 @@ class ClaimBook:
     def find(self, kind: ClaimKind, system: str, name: str) -> StoredClaim | None:
         return self._claims.get(claim_name(kind, system, name))
 
-    def take(self, kind: ClaimKind, system: str, name: str, principal: str | None = None) -> StoredClaim:
+    def take(
+        self,
+        kind: ClaimKind,
+        system: str,
+        name: str,
+        principal: str | None = None,
+        *,
+        facts: Mapping[str, object] | None = None,
+    ) -> StoredClaim:
         """This pipeline's claim on the object, taken now if nobody holds it.
 
         Raises ClaimTakenError when another live pipeline holds it. A claim left by a pipeline
-        that no longer exists is adopted.
+        that no longer exists is adopted. `facts` (fields of the claim's spec) are recorded in a
+        claim taken or adopted now, so that a new object costs one write of its claim instead of
+        a create and an update; a claim the pipeline already holds is returned as it is (the
+        caller saves what changed). Each caller says why its facts are safe to record before
+        the object exists.
         """
         key = claim_name(kind, system, name)
         if key in self._claims:
             return self._claims[key]
         spec = OwnershipClaimSpec(kind=kind, system=system, name=name, pipeline=self._me, principal=principal)
+        if facts:
+            spec = spec.model_copy(update=dict(facts))
         for _ in range(2):  # a claim released between our create and get is simply taken again
             created = self._store.create(key, spec)
             if created is not None:
@@ -62,12 +78,19 @@ class ClaimBook:
             return adopted
         raise ClaimTakenError("another pipeline")
 
-    def partitions_of_others(self, system: str) -> int:
-        """Partitions of the namespace's other topics on a broker (retained ones included)."""
+    def partitions_of_others(self, system: str, besides: str | None = None) -> int:
+        """Partitions of the namespace's other topics on a broker (retained ones included).
+
+        `besides`: a topic this pipeline is about to claim; a claim on it (a retained topic's,
+        left by a deleted pipeline) is not counted, since taking it makes it this pipeline's."""
+        skipped = None if besides is None else claim_name("Topic", system, besides)
         return sum(
             claim.spec.partitions or 0
             for claim in self._store.in_namespace(self._me.namespace)
-            if claim.spec.kind == "Topic" and claim.spec.system == system and claim.spec.pipeline.uid != self._me.uid
+            if claim.spec.kind == "Topic"
+            and claim.spec.system == system
+            and claim.spec.pipeline.uid != self._me.uid
+            and claim.name != skipped
         )
 
     def exists_anywhere(self, kind: ClaimKind, system: str, name: str) -> bool:

@@ -48,16 +48,19 @@ def reconcile_connection(
         except UnresolvedReferenceError:
             _withdraw(run, claims, resolver, keep=None)  # the namespace may no longer use the instance
             raise
-        claim = _claim(run, claims, target, connection_id)
         data = credentials.listener_credential(listener.secret_name)
-        if data is None or listener.plan.record is None:
+        payload = None
+        if data is not None and listener.plan.record is not None:
+            group = naming.consumer_group(pipeline.namespace, pipeline.name, LISTENER_PRINCIPAL)
+            username = listener.plan.record.username
+            payload = broker.backend.connection_payload(connection_id, username, secret_credential(data), group)
+        wanted = None if payload is None else fingerprint(payload)
+        claim, seen_absent = _claim(run, claims, target, connection_id, wanted)
+        if payload is None or wanted is None:
             raise run.fail(CONDITION, "CredentialMissing", f"Secret {listener.secret_name} is missing")
-        credential = secret_credential(data)
-        group = naming.consumer_group(pipeline.namespace, pipeline.name, LISTENER_PRINCIPAL)
-        payload = broker.backend.connection_payload(connection_id, listener.plan.record.username, credential, group)
-        wanted = fingerprint(payload)
-        recorded = claim.spec.fingerprint
-        if recorded != wanted or not target.connections.exists(connection_id):
+        # A connection just read absent is written now, and its claim was taken holding `wanted`.
+        recorded = None if seen_absent else claim.spec.fingerprint
+        if seen_absent or recorded != wanted or not target.connections.exists(connection_id):
             target.connections.put(payload)
             claims.save(claim, claim.spec.model_copy(update={"fingerprint": wanted}))
             reason = "AirflowConnectionWritten" if recorded is None else "AirflowConnectionUpdated"
@@ -73,9 +76,13 @@ def reconcile_connection(
     run.ok(CONDITION, "ConnectionInSync", f"Airflow connection {connection_id} matches the listener's credential")
 
 
-def _claim(run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: str) -> StoredClaim:
+def _claim(
+    run: Run, claims: ClaimBook, target: AirflowTarget, connection_id: str, wanted: str | None
+) -> tuple[StoredClaim, bool]:
     try:
-        return claim_connection(claims, target.key, target.connections, connection_id, field="airflow.connectionId")
+        return claim_connection(
+            claims, target.key, target.connections, connection_id, field="airflow.connectionId", fingerprint=wanted
+        )
     except ConnectionConflictError as conflict:
         raise run.fail(CONDITION, "ConnectionConflict", str(conflict)) from conflict
 
@@ -92,22 +99,32 @@ def claim_connection(
     *,
     field: str,
     principal: str | None = None,
-) -> StoredClaim:
-    """The pipeline's claim on an Airflow connection of instance `system`, taken if nobody holds it.
+    fingerprint: str | None = None,
+) -> tuple[StoredClaim, bool]:
+    """The pipeline's claim on an Airflow connection of instance `system`, taken if nobody holds it,
+    and whether the connection was just read absent (then the caller writes it).
 
     A connection that exists with no pipeline's claim was made by hand and is left alone. Raises
     ConnectionConflictError, whose message says to set `field` to another id.
+
+    `fingerprint`, of what the caller is about to write, is recorded in a claim taken for a
+    connection read absent: one claim write instead of two. Should the write fail, the
+    connection stays absent, and absence is what every run checks (Airflow hides passwords,
+    so the fingerprint never stood for more than what the operator sent). It is not recorded
+    when the connection exists (a deleted pipeline's, adopted): that one must be rewritten.
     """
     claim = claims.find("AirflowConnection", system, connection_id)
     if claim is not None:
-        return claim
-    if connections.exists(connection_id) and not claims.exists_anywhere("AirflowConnection", system, connection_id):
+        return claim, False
+    exists = connections.exists(connection_id)
+    if exists and not claims.exists_anywhere("AirflowConnection", system, connection_id):
         raise ConnectionConflictError(
             f"Airflow connection {connection_id} already exists and was not created for a pipeline; it was left "
             f"untouched. Set {field} to another id"
         )
+    facts = {"fingerprint": fingerprint} if fingerprint is not None and not exists else None
     try:
-        return claims.take("AirflowConnection", system, connection_id, principal=principal)
+        return claims.take("AirflowConnection", system, connection_id, principal=principal, facts=facts), not exists
     except ClaimTakenError as taken:
         raise ConnectionConflictError(
             f"Airflow connection {connection_id} is owned by pipeline {taken.owner}; set {field} to another id"

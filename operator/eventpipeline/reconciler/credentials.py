@@ -20,6 +20,7 @@ from eventpipeline.adapters.kube import (
     PRINCIPAL_LABEL,
     SecretView,
 )
+from eventpipeline.api.claim import CredentialRecord
 from eventpipeline.api.common import parse_duration
 from eventpipeline.api.pipeline import LISTENER_PRINCIPAL
 from eventpipeline.planning import handoff, naming
@@ -88,26 +89,20 @@ class CredentialsStep:
         policy = RotationPolicy(parse_duration(credentials.rotate_every), parse_duration(credentials.grace_period))
         plans: list[PrincipalPlan] = []
         try:
+            planned = []
             for principal in managed_principals(pipeline.spec):
-                claim = self._take(principal)
                 secret_name = naming.secret_name(pipeline.name, principal.name)
-                record = claim.spec.credential
                 secret = self._own_secret(secret_name)
-                live = record is not None and not record.withdrawn
-                delivery = self._delivery(principal, record.username if record is not None and live else None)
-                wants_secret = principal.name not in self._no_secret
-                plan = plan_credential(
-                    username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
-                    role=principal.role,
-                    record=record,
-                    observed=self._observe(principal, secret, record.username, delivery)
-                    if record is not None and live
-                    else None,
-                    now=run.now,
-                    policy=policy,
-                    rotate_request=pipeline.rotate_request,
-                    deliverable=wants_secret or (delivery is not None and delivery.available),
-                )
+                held = self._claims.find("Principal", self._broker.key, self._identity(principal))
+                record = held.spec.credential if held is not None else None
+                planned.append((principal, held, self._plan_one(principal, record, secret, policy), secret_name))
+            # A principal without a claim has no record: its plan (issue generation 1, or nothing
+            # when it cannot be delivered) is known before its claim is taken, so the claim is
+            # created holding it: recorded before the credential exists on the broker, as phase 1
+            # would record it, in one write instead of two. Taken once every principal is
+            # planned, so a run stopped by a Secret conflict records no generation.
+            for principal, held, plan, secret_name in planned:
+                claim = held if held is not None else self._take(principal, plan.record)
                 plans.append(PrincipalPlan(claim, plan, principal, secret_name))
             wanted = {plan.claim.name for plan in plans}
             for claim in self._claims.owned("Principal"):
@@ -120,11 +115,39 @@ class CredentialsStep:
             raise run.fail(CONDITION, error.reason, str(error)) from error
         return plans
 
-    def _take(self, principal: ManagedPrincipal) -> StoredClaim:
+    def _plan_one(
+        self,
+        principal: ManagedPrincipal,
+        record: CredentialRecord | None,
+        secret: SecretView | None,
+        policy: RotationPolicy,
+    ) -> CredentialPlan:
         pipeline = self._run.pipeline
-        identity = naming.principal_base(pipeline.namespace, pipeline.name, principal.name)
+        live = record is not None and not record.withdrawn
+        delivery = self._delivery(principal, record.username if record is not None and live else None)
+        wants_secret = principal.name not in self._no_secret
+        return plan_credential(
+            username_base=naming.username_base(pipeline.namespace, pipeline.name, pipeline.uid, principal.name),
+            role=principal.role,
+            record=record,
+            observed=self._observe(principal, secret, record.username, delivery)
+            if record is not None and live
+            else None,
+            now=self._run.now,
+            policy=policy,
+            rotate_request=pipeline.rotate_request,
+            deliverable=wants_secret or (delivery is not None and delivery.available),
+        )
+
+    def _identity(self, principal: ManagedPrincipal) -> str:
+        pipeline = self._run.pipeline
+        return naming.principal_base(pipeline.namespace, pipeline.name, principal.name)
+
+    def _take(self, principal: ManagedPrincipal, record: CredentialRecord | None) -> StoredClaim:
+        identity = self._identity(principal)
+        facts = None if record is None else {"credential": record}
         try:
-            return self._claims.take("Principal", self._broker.key, identity, principal=principal.name)
+            return self._claims.take("Principal", self._broker.key, identity, principal=principal.name, facts=facts)
         except ClaimTakenError as taken:
             raise self._run.fail(
                 CONDITION, "PrincipalConflict", f"principal {identity} is owned by pipeline {taken.owner}"

@@ -216,7 +216,7 @@ class ProducerConnectionsStep:
 
     def _claim(self, connection: ProducerConnection, target: AirflowTarget) -> StoredClaim | None:
         try:
-            claim = claim_connection(
+            claim, _ = claim_connection(
                 self._claims,
                 connection.instance_key,
                 target.connections,

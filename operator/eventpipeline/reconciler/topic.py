@@ -14,7 +14,7 @@ from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.claim import ClaimKind
 from eventpipeline.planning import naming
 from eventpipeline.planning.topic import DesiredTopic, dead_letter_for
-from eventpipeline.planning.topic_policy import check_topic_policy
+from eventpipeline.planning.topic_policy import Violation, check_topic_policy
 from eventpipeline.reconciler.claims import ClaimBook, ClaimTakenError
 from eventpipeline.reconciler.ports import BrokerTarget
 from eventpipeline.reconciler.run import Run
@@ -48,11 +48,16 @@ def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> Pipeli
             raise run.fail(CONDITION, "TopicNameNotAllowed", str(error)) from error
         topic = broker.backend.locate(local, pipeline.namespace)
     dead_letter = dead_letter_for(pipeline.spec, topic)
-    claim, topic_absent = _claim(run, claims, broker, "Topic", topic)
+    held = claims.find("Topic", broker.key, topic)
+    topic_absent = False if held is not None else _unclaimed_absent(run, claims, broker, "Topic", topic)
+    violations = _policy_violations(run, claims, broker, topic, (held.spec.partitions or 0) if held else 0)
+    # A claim taken now records the partitions the topic is about to get (see `_take`).
+    claim = held or _take(run, claims, broker, "Topic", topic, partitions=None if violations else spec.partitions)
     dead_letter_absent = False
     if dead_letter is not None:
         _, dead_letter_absent = _claim(run, claims, broker, "DeadLetterTopic", dead_letter)
-    _check_policy(run, claims, broker, claim.spec.partitions or 0)
+    if violations:
+        raise run.fail(CONDITION, violations[0].reason, "; ".join(violation.message for violation in violations))
     managed = frozenset(broker.spec.topic_policy.allowed_config_keys)
     try:
         result = broker.backend.ensure_topic(
@@ -87,40 +92,62 @@ def reconcile_topic(run: Run, claims: ClaimBook, broker: BrokerTarget) -> Pipeli
     return PipelineTopic(topic, dead_letter)
 
 
-def _check_policy(run: Run, claims: ClaimBook, broker: BrokerTarget, current_partitions: int) -> None:
+def _policy_violations(
+    run: Run, claims: ClaimBook, broker: BrokerTarget, topic: str, current_partitions: int
+) -> list[Violation]:
     """The broker's topic policy: allowed config keys and values, partition quotas; a topic is never
     changed to what it forbids. The namespace's usage is read only when partitions would grow."""
     spec = run.pipeline.spec.topic
     try:
-        in_use = claims.partitions_of_others(broker.key) if spec.partitions > current_partitions else 0
+        grows = spec.partitions > current_partitions
+        in_use = claims.partitions_of_others(broker.key, besides=topic) if grows else 0
     except AdapterError as error:
         raise run.fail(CONDITION, error.reason, str(error)) from error
-    policy = broker.spec.topic_policy
-    violations = check_topic_policy(policy, spec.partitions, spec.config, in_use, current_partitions)
-    if violations:
-        raise run.fail(CONDITION, violations[0].reason, "; ".join(violation.message for violation in violations))
+    return check_topic_policy(broker.spec.topic_policy, spec.partitions, spec.config, in_use, current_partitions)
 
 
 def _claim(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> tuple[StoredClaim, bool]:
-    """Hold the topic's claim; a topic that exists without one was not made by the operator.
+    """Hold the topic's claim; also says whether the topic was just read absent (a new pipeline's
+    topic: no need to read it again before creating it)."""
+    held = claims.find(kind, broker.key, topic)
+    if held is not None:
+        return held, False
+    absent = _unclaimed_absent(run, claims, broker, kind, topic)
+    return _take(run, claims, broker, kind, topic, partitions=None), absent
 
-    Also says whether the topic was just read absent (a new pipeline's topic: no need to read it
-    again before creating it)."""
-    exists: bool | None = None
-    if claims.find(kind, broker.key, topic) is None:
-        try:
-            exists = broker.backend.topic_exists(topic)
-        except AdapterError as error:
-            raise run.fail(CONDITION, error.reason, str(error)) from error
-        if exists and not _held_elsewhere(claims, broker.key, topic):
-            raise run.fail(
-                CONDITION,
-                "TopicConflict",
-                f"topic {topic} already exists on {broker.key} and was not created for a pipeline; "
-                "pick another topic.name, or ask the broker's owner to remove it",
-            )
+
+def _unclaimed_absent(run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str) -> bool:
+    """Whether a topic the pipeline holds no claim on is absent; one that exists without any
+    pipeline's claim was not made by the operator and is refused."""
     try:
-        return claims.take(kind, broker.key, topic), exists is False
+        exists = broker.backend.topic_exists(topic)
+    except AdapterError as error:
+        raise run.fail(CONDITION, error.reason, str(error)) from error
+    if exists and not _held_elsewhere(claims, broker.key, topic):
+        raise run.fail(
+            CONDITION,
+            "TopicConflict",
+            f"topic {topic} already exists on {broker.key} and was not created for a pipeline; "
+            "pick another topic.name, or ask the broker's owner to remove it",
+        )
+    return not exists
+
+
+def _take(
+    run: Run, claims: ClaimBook, broker: BrokerTarget, kind: ClaimKind, topic: str, *, partitions: int | None
+) -> StoredClaim:
+    """Take the claim before the topic exists.
+
+    `partitions`, when given, is recorded with it: the partitions the topic is about to be
+    created with, after the quota allowed them. Recording them before the topic exists is the
+    conservative side: other pipelines' quota checks count them at once (if the creation
+    fails, until this pipeline's next run converges or its deletion releases the claim), and
+    a later run of this pipeline takes the quota as checked for them, as if the topic had been
+    created at the moment of the check. The count is corrected from the broker's answer after
+    `ensure_topic`."""
+    facts = None if partitions is None else {"partitions": partitions}
+    try:
+        return claims.take(kind, broker.key, topic, facts=facts)
     except ClaimTakenError as taken:
         raise run.fail(
             CONDITION, "TopicConflict", f"topic {topic} is owned by pipeline {taken.owner}; pick another topic.name"

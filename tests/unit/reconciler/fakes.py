@@ -36,6 +36,7 @@ class FakeClaims:
     def __init__(self) -> None:
         self.items: dict[str, StoredClaim] = {}
         self.down = False
+        self.writes: list[tuple[str, str]] = []  # (create | update | delete, the claim's kind) of each write
 
     def _check(self) -> None:
         if self.down:
@@ -57,6 +58,7 @@ class FakeClaims:
         self._check()
         if name in self.items:
             return None
+        self.writes.append(("create", spec.kind))
         self.items[name] = StoredClaim(name, spec, str(next(_versions)))
         return self.items[name]
 
@@ -65,11 +67,14 @@ class FakeClaims:
         current = self.items.get(claim.name)
         if current is None or current.resource_version != claim.resource_version:
             raise ClaimConflictError(f"claim {claim.name} changed")
+        self.writes.append(("update", claim.spec.kind))
         self.items[claim.name] = StoredClaim(claim.name, claim.spec, str(next(_versions)))
         return self.items[claim.name]
 
     def delete(self, name: str) -> None:
         self._check()
+        if name in self.items:
+            self.writes.append(("delete", self.items[name].spec.kind))
         self.items.pop(name, None)
 
     def specs(self, kind: str) -> list[OwnershipClaimSpec]:
@@ -89,8 +94,10 @@ class FakeCluster:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], StoredSecret] = {}
         self.pipelines: dict[tuple[str, str], str] = {}
+        self.reads: list[tuple[str, str]] = []  # (namespace, name) of each Secret read
 
     def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        self.reads.append((namespace, name))
         found = self.secrets.get((namespace, name))
         if found is None:
             return None
