@@ -92,6 +92,12 @@ class SecretView:
         """Whether its data is still what the operator wrote (it matches the fingerprint written with it)."""
         return self.annotations.get(FINGERPRINT_ANNOTATION) == fingerprint(self.data)
 
+    @classmethod
+    def written(cls, data: dict[str, str], owner: Owner | None) -> SecretView:
+        """The Secret as `Kube.write_secret` leaves it: the data, its fingerprint, the owner."""
+        owners = frozenset() if owner is None else frozenset({owner.uid})
+        return cls(dict(data), {FINGERPRINT_ANNOTATION: fingerprint(data)}, owners)
+
 
 class Kube:
     """The few Kubernetes calls the reconciler makes itself (kopf does the watching)."""

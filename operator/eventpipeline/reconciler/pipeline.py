@@ -14,6 +14,7 @@ from datetime import datetime
 from functools import partial
 
 from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.adapters.kube import Owner, SecretView
 from eventpipeline.adapters.references import UnresolvedReferenceError
 from eventpipeline.api.common import AirflowInstanceRef, BrokerRef
 from eventpipeline.api.pipeline import EventPipelineStatus, PrincipalStatus
@@ -89,6 +90,42 @@ class ResolvedOnce:
         return self._resolver.airflow_by_key(key)
 
 
+class SecretsReadOnce:
+    """One run's view of the cluster: each Secret is read at most once, then known from the run's
+    own writes and deletes (a new pipeline's run read its listener's hand-off twice, a run with a
+    schema its producers' Secrets twice). The next run reads afresh."""
+
+    def __init__(self, cluster: ClusterState) -> None:
+        self._cluster = cluster
+        self._secrets: dict[tuple[str, str], SecretView | None] = {}
+
+    def read_secret(self, namespace: str, name: str) -> SecretView | None:
+        key = (namespace, name)
+        if key not in self._secrets:
+            self._secrets[key] = self._cluster.read_secret(namespace, name)
+        return self._secrets[key]
+
+    def write_secret(
+        self, namespace: str, name: str, data: dict[str, str], owner: Owner | None, labels: dict[str, str]
+    ) -> None:
+        key = (namespace, name)
+        self._secrets.pop(key, None)  # a write that fails leaves it unknown: read again if asked
+        self._cluster.write_secret(namespace, name, data, owner, labels)
+        self._secrets[key] = SecretView.written(data, owner)
+
+    def delete_secret(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self._secrets.pop(key, None)
+        self._cluster.delete_secret(namespace, name)
+        self._secrets[key] = None
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self._cluster.read_config_map(namespace, name)
+
+    def pipeline_uid(self, namespace: str, name: str) -> str | None:
+        return self._cluster.pipeline_uid(namespace, name)
+
+
 class PipelineReconciler:
     def __init__(
         self,
@@ -110,33 +147,38 @@ class PipelineReconciler:
     def reconcile(self, pipeline: PipelineObject) -> Reconciled:
         run = Run(pipeline, self._clock(), pipeline.status.model_copy(deep=True))
         resolver = ResolvedOnce(self._resolver)
+        cluster = SecretsReadOnce(self._cluster)
         if pipeline.spec.suspend:
             run.outcomes.append(
                 Outcome("Ready", "False", "Suspended", "spec.suspend is true; only expired credentials are revoked")
             )
-            self._revoke_expired(run, resolver)
+            self._revoke_expired(run, resolver, cluster)
             return self._finish(run, summarise_parts=False)
         claims: ClaimBook | None = None
         try:
             self._check_reference_kinds(run)
-            claims = self._claim_book(run)
-            broker = self._resolve_broker(run, claims, resolver)
-            self._run_parts(run, claims, broker, resolver)
+            claims = self._claim_book(run, cluster)
+            broker = self._resolve_broker(run, claims, resolver, cluster)
+            self._run_parts(run, claims, broker, resolver, cluster)
         except StepFailedError:
-            self._revoke_expired(run, resolver, claims)
+            self._revoke_expired(run, resolver, cluster, claims)
         if claims is not None:
             self._report_principals(run, claims)
         return self._finish(run)
 
-    def _revoke_expired(self, run: Run, resolver: Resolver, claims: ClaimBook | None = None) -> None:
+    def _revoke_expired(
+        self, run: Run, resolver: Resolver, cluster: ClusterState, claims: ClaimBook | None = None
+    ) -> None:
         """Expired generations are revoked on time even when the rest of the run cannot proceed."""
         try:
-            claims = claims or ClaimBook(self._claims, self._cluster, run.pipeline.identity)
+            claims = claims or ClaimBook(self._claims, cluster, run.pipeline.identity)
             run.notes.extend(revoke_expired(run.pipeline, claims, resolver, run.now))
         except AdapterError as error:
             run.note("Warning", "RevocationPending", f"could not revoke an expired credential yet: {error}")
 
-    def _run_parts(self, run: Run, claims: ClaimBook, broker: BrokerTarget, resolver: Resolver) -> None:
+    def _run_parts(
+        self, run: Run, claims: ClaimBook, broker: BrokerTarget, resolver: Resolver, cluster: ClusterState
+    ) -> None:
         topic = reconcile_topic(run, claims, broker)
         connections = ProducerConnectionsStep(run, claims, resolver, broker, allow_namespaced=self._allow_namespaced)
         pulsar = broker.spec.pulsar
@@ -151,7 +193,7 @@ class PipelineReconciler:
             run,
             claims,
             broker,
-            self._cluster,
+            cluster,
             listener_namespace=self._listener_namespace,
             deliveries=connections,
             handoff_description=description,
@@ -163,7 +205,7 @@ class PipelineReconciler:
         credentials.write_secrets(plans)
         connections.apply(credentials, plans)  # before revoking: a connection never holds only a revoked name
         credentials.revoke(plans)
-        SchemaStep(run, claims, broker, self._cluster, resolver, handoff=credentials.listener_handoff).reconcile(topic)
+        SchemaStep(run, claims, broker, cluster, resolver, handoff=credentials.listener_handoff).reconcile(topic)
         run.ok(
             "CredentialsReady",
             "CredentialsIssued",
@@ -197,19 +239,19 @@ class PipelineReconciler:
             if message is not None:
                 raise run.fail(condition, NAMESPACED_REFERENCES_DISABLED, message)
 
-    def _claim_book(self, run: Run) -> ClaimBook:
+    def _claim_book(self, run: Run, cluster: ClusterState) -> ClaimBook:
         try:
-            return ClaimBook(self._claims, self._cluster, run.pipeline.identity)
+            return ClaimBook(self._claims, cluster, run.pipeline.identity)
         except AdapterError as error:
             raise run.fail("TopicReady", error.reason, str(error)) from error
 
-    def _resolve_broker(self, run: Run, claims: ClaimBook, resolver: Resolver) -> BrokerTarget:
+    def _resolve_broker(self, run: Run, claims: ClaimBook, resolver: Resolver, cluster: ClusterState) -> BrokerTarget:
         try:
             broker = resolver.broker(run.pipeline.spec.broker_ref, run.pipeline.namespace)
         except UnresolvedReferenceError as error:
             if error.reason in WITHDRAWING_REASONS:
                 # The namespace may no longer use the broker (or it is gone): take back what it was given.
-                pending = self._withdraw(run, claims)
+                pending = self._withdraw(run, claims, cluster)
                 if pending is not None:
                     # A condition, not an Event per attempt: an Event only when what is pending changes.
                     raise run.fail(
@@ -223,21 +265,21 @@ class PipelineReconciler:
         run.report.broker_type = broker.spec.type
         return broker
 
-    def _withdraw(self, run: Run, claims: ClaimBook) -> str | None:
+    def _withdraw(self, run: Run, claims: ClaimBook, cluster: ClusterState) -> str | None:
         """Withdraw what the pipeline holds: the listener's hand-off, access on every broker it holds
         principals on, its Airflow connections; each on its own, so a broker gone for good keeps
         nothing else back. Returns what is still pending, or None."""
         pipeline = run.pipeline
 
         def drop_handoff() -> list[Note]:
-            self._cluster.delete_secret(
+            cluster.delete_secret(
                 self._listener_namespace, naming.listener_secret_name(pipeline.namespace, pipeline.name)
             )
             return []
 
         steps: list[tuple[str, Callable[[], list[Note]]]] = [("the listener's hand-off", drop_handoff)]
         for system in sorted({claim.spec.system for claim in claims.owned("Principal")}):
-            withdraw = partial(withdraw_broker_access, pipeline, claims, self._resolver, self._cluster, system)
+            withdraw = partial(withdraw_broker_access, pipeline, claims, self._resolver, cluster, system)
             steps.append((f"access on {system}", withdraw))
         steps.append(("Airflow connections", partial(withdraw_connections, claims, self._resolver)))
         pending = []

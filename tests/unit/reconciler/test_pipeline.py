@@ -3,6 +3,8 @@ tampering and deletion — each in milliseconds, with the clock moved by the tes
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from pydantic import SecretStr
 
@@ -46,6 +48,22 @@ def test_a_run_resolves_each_reference_once_and_the_next_run_afresh() -> None:
     assert sorted(world.resolver.resolved) == ["airflow", "broker"]
     world.reconcile("shop", "orders")
     assert sorted(world.resolver.resolved) == ["airflow", "airflow", "broker", "broker"]
+
+
+def test_a_run_reads_each_secret_once_and_the_next_run_afresh() -> None:
+    world = World()
+    world.apply("shop", "orders", spec())
+    world.reconcile("shop", "orders")
+    # The producer's and the listener's Secrets, and the listener's own copy: each read once,
+    # then known from the run's own writes.
+    assert sorted(Counter(world.cluster.reads).values()) == [1, 1, 1]
+    world.cluster.reads.clear()
+    world.advance(hours=24)  # a rotation writes every Secret again
+    world.reconcile("shop", "orders")
+    assert sorted(Counter(world.cluster.reads).values()) == [1, 1, 1]
+    world.cluster.secrets[("shop", naming.secret_name("orders", "app"))].data["password"] = "edited"
+    result = world.reconcile("shop", "orders")
+    assert any(note.reason == "CredentialRepaired" for note in result.notes)
 
 
 def test_a_second_reconcile_changes_nothing() -> None:
