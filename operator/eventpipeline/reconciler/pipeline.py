@@ -30,7 +30,15 @@ from eventpipeline.reconciler.credentials import CredentialsStep
 from eventpipeline.reconciler.deletion import finalize
 from eventpipeline.reconciler.ports import AirflowTarget, BrokerTarget, ClaimStore, ClusterState, Resolver
 from eventpipeline.reconciler.producer_connections import ProducerConnectionsStep
-from eventpipeline.reconciler.run import EventType, Note, PipelineObject, Run, StepFailedError, parse_pipeline
+from eventpipeline.reconciler.run import (
+    EventType,
+    Note,
+    PipelineObject,
+    Run,
+    StepFailedError,
+    parse_pipeline,
+    provisioned,
+)
 from eventpipeline.reconciler.schema import SchemaStep
 from eventpipeline.reconciler.topic import reconcile_topic
 from eventpipeline.reconciler.trigger import reconcile_trigger
@@ -337,6 +345,8 @@ class PipelineReconciler:
         else:
             outcomes = run.outcomes
         before = pipeline.status.conditions
+        if not before:  # the pipeline's first run: what it set up is one Event
+            run.notes = provisioned(run.notes)
         run.report.conditions = conditions.merge_conditions(before, outcomes, pipeline.generation, iso(run.now))
         run.report.observed_generation = pipeline.generation
         for condition in conditions.changed(before, run.report.conditions):

@@ -55,6 +55,33 @@ class PipelineObject:
         return self.annotations.get(ROTATE_ANNOTATION)
 
 
+# What an Event's message may hold (the handlers cut longer ones).
+EVENT_MESSAGE_LIMIT = 1000
+PROVISIONED = "Provisioned"
+
+
+def provisioned(notes: list[Note]) -> list[Note]:
+    """A new pipeline's first run: its Normal notes (what it set up, in order) as one Event,
+    `Provisioned`, instead of one per step (a creation emitted five); Warnings stay apart.
+
+    Steps go into as many Events as the message limit needs, none cut short.
+    """
+    folded: list[Note] = []
+    steps: list[str] = []
+    for note in notes:
+        if note.type != "Normal":
+            continue
+        if steps and len("; ".join([*steps, note.message])) > EVENT_MESSAGE_LIMIT:
+            folded.append(Note("Normal", PROVISIONED, "; ".join(steps)))
+            steps = []
+        steps.append(note.message)
+    if len(steps) == 1 and not folded:
+        return notes  # a single step keeps its own reason
+    if steps:
+        folded.append(Note("Normal", PROVISIONED, "; ".join(steps)))
+    return folded + [note for note in notes if note.type != "Normal"]
+
+
 class StepFailedError(Exception):
     """A step ended the reconciliation early; its outcome is already recorded."""
 
