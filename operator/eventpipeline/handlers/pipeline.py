@@ -21,6 +21,7 @@ from eventpipeline.handlers import context
 from eventpipeline.planning.clock import parse_iso
 from eventpipeline.planning.schedule import Handled, repeats_last_run
 from eventpipeline.reconciler.pipeline import Note, PipelineObject, Reconciled, parse_pipeline
+from eventpipeline.reconciler.run import ROTATE_ANNOTATION
 
 RESOURCE = (GROUP, VERSION, EVENT_PIPELINE.plural)
 LOG = logging.getLogger("eventpipeline.handlers.pipeline")
@@ -47,6 +48,11 @@ def _current(metadata: dict[str, Any]) -> dict[str, Any] | None:
     if copy is not None:
         return cast(dict[str, Any], json.loads(copy.value))
     return context.services().kube.read_pipeline(metadata["namespace"], metadata["name"])
+
+
+def _essence(metadata: dict[str, Any]) -> tuple[int | None, str | None]:
+    """What a run reads from the object itself (`PipelineObject`): its generation and rotation request."""
+    return metadata.get("generation"), (metadata.get("annotations") or {}).get(ROTATE_ANNOTATION)
 
 
 def _write_status(pipeline: PipelineObject, status: EventPipelineStatus) -> None:
@@ -84,9 +90,13 @@ def reconcile(
     With `skip_repeat` (kopf's change handlers), a run that would repeat the last clean run (same
     generation and rotation request) is skipped: the scheduler's drift check follows that run.
     """
-    services = context.services()
     metadata = body["metadata"]
     with context.object_lock(metadata["uid"]):
+        if skip_repeat and repeats_last_run(context.last_handled(metadata["uid"]), _essence(metadata)):
+            # kopf's own earlier state taken for a change (nearly every creation of a wave): a newer
+            # state comes with an event of its own, so this one needs no read of the object.
+            return None
+        services = context.services()
         current = _current(metadata)
         if current is None or current["metadata"].get("deletionTimestamp"):
             return None

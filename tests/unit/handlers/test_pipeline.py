@@ -6,11 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 import kopf
+import pytest
 
 from eventpipeline.adapters.drift import drift_reads
 from eventpipeline.handlers import context, pipeline
 from eventpipeline.planning.clock import iso, utcnow
-from eventpipeline.planning.schedule import due_hint
+from eventpipeline.planning.schedule import Handled, due_hint
 from eventpipeline.reconciler.pipeline import PipelineObject, parse_pipeline
 
 
@@ -92,3 +93,23 @@ def test_a_drift_check_reconciles_from_the_watchs_copy_without_managed_fields() 
     pipeline.remember(kopf.Body(body))  # being deleted: not kept
     with drift_reads(300.0):
         assert pipeline.COPIES.lookup("u-copy") is None
+
+
+def test_kopfs_earlier_state_of_a_handled_object_is_skipped_without_reading_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def services() -> Any:
+        raise AssertionError("the object was read")
+
+    monkeypatch.setattr(context, "services", services)
+    body = _body()
+    body["metadata"] |= {"uid": "u-repeat", "generation": 1}
+    context.record_handled("u-repeat", Handled((1, None)))
+    try:
+        assert pipeline.reconcile(kopf.Body(body), skip_repeat=True) is None
+        body["metadata"]["generation"] = 2  # a newer state is read, then reconciled
+        with pytest.raises(AssertionError, match="was read"):
+            pipeline.reconcile(kopf.Body(body), skip_repeat=True)
+        body["metadata"] |= {"generation": 1, "annotations": {"eventpipeline.dev/rotate": "now"}}
+        with pytest.raises(AssertionError, match="was read"):
+            pipeline.reconcile(kopf.Body(body), skip_repeat=True)
+    finally:
+        context.forget("u-repeat")
