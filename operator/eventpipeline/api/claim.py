@@ -6,6 +6,9 @@ is taken by *creating* it: the API server refuses a second object of the same na
 pipelines can never both own the same topic, principal or Airflow connection. The claim also
 holds what the operator must remember about the object: a principal's credential generations,
 the external principals granted on a topic, the fingerprint of a connection it wrote, the schema versions it registered.
+A claim taken for a new object is created already holding what is known of it then (the
+planned generation, the partitions the quota allowed, the fingerprint of the first write):
+one write per object instead of a create and an update.
 """
 
 from __future__ import annotations
@@ -78,12 +81,20 @@ class OwnershipClaimSpec(ApiModel):
     principal: str | None = Field(default=None, description="Principal: its name in the pipeline's spec.")
     credential: CredentialRecord | None = None
     externals: list[str] = Field(default_factory=list, description="Topic: external principals granted on it.")
-    fingerprint: str | None = Field(default=None, description="AirflowConnection: hash of what was written.")
+    fingerprint: str | None = Field(
+        default=None,
+        description="AirflowConnection: hash of what was written (recorded with the claim when the connection "
+        "was read absent and is written next).",
+    )
     holds: str | None = Field(
         default=None,
         description="AirflowConnection of a producer: the Kafka user or Pulsar role whose credential it holds.",
     )
-    partitions: int | None = Field(default=None, description="Topic: partitions it has (for namespace quotas).")
+    partitions: int | None = Field(
+        default=None,
+        description="Topic: partitions it has, or is about to be created with once the quota allowed them "
+        "(for namespace quotas).",
+    )
     schema_versions: list[SchemaVersionRecord] = Field(
         default_factory=list,
         description="Schema: the versions the operator registered under the subject (Kafka) or on the topic "
