@@ -17,13 +17,8 @@ TIMEOUT = 15
 
 
 def kafka_admin_settings(exports: Mapping[str, str]) -> dict[str, Any]:
-    return {
-        "bootstrap.servers": exports["KAFKA_BOOTSTRAP_SERVERS"],
-        "security.protocol": "SASL_PLAINTEXT",
-        "sasl.mechanism": "SCRAM-SHA-512",
-        "sasl.username": exports["KAFKA_ADMIN_USER"],
-        "sasl.password": exports["KAFKA_ADMIN_PASSWORD"],
-    }
+    """librdkafka settings of the local Kafka's admin (plain SASL listener)."""
+    return kafka_settings(kafka_admin_secret(exports))
 
 
 def kafka_admin_secret(exports: Mapping[str, str]) -> dict[str, str]:
