@@ -85,12 +85,9 @@ class ClaimBook:
         left by a deleted pipeline) is not counted, since taking it makes it this pipeline's."""
         skipped = None if besides is None else claim_name("Topic", system, besides)
         return sum(
-            claim.spec.partitions or 0
-            for claim in self._store.in_namespace(self._me.namespace)
-            if claim.spec.kind == "Topic"
-            and claim.spec.system == system
-            and claim.spec.pipeline.uid != self._me.uid
-            and claim.name != skipped
+            topic.partitions
+            for topic in self._store.topics_in_namespace(self._me.namespace)
+            if topic.system == system and topic.pipeline_uid != self._me.uid and topic.claim != skipped
         )
 
     def exists_anywhere(self, kind: ClaimKind, system: str, name: str) -> bool:

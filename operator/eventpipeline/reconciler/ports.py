@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from eventpipeline.adapters.airflow import AirflowSettings
-from eventpipeline.adapters.claims import StoredClaim
+from eventpipeline.adapters.claims import StoredClaim, TopicShare
 from eventpipeline.adapters.kube import Owner, SecretView
 from eventpipeline.api.broker import BrokerSpec
 from eventpipeline.api.claim import OwnershipClaimSpec
@@ -18,7 +18,7 @@ from eventpipeline.reconciler.backends import BrokerBackend
 class ClaimStore(Protocol):
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]: ...
 
-    def in_namespace(self, namespace: str) -> list[StoredClaim]: ...
+    def topics_in_namespace(self, namespace: str) -> list[TopicShare]: ...
 
     def get(self, name: str) -> StoredClaim | None: ...
 

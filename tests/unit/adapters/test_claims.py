@@ -1,4 +1,5 @@
-"""A namespace's claims listed once and kept current by the operator's own writes (NamespaceViews)."""
+"""A namespace's claims listed once and kept current by the operator's own writes (NamespaceViews),
+and each pipeline's (ClaimViews of `Packed` claims)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import threading
 
 import pytest
 
-from eventpipeline.adapters.claims import ClaimViews, NamespaceViews, StoredClaim
-from eventpipeline.api.claim import ClaimingPipeline, OwnershipClaimSpec
+from eventpipeline.adapters.claims import ClaimViews, NamespaceViews, Packed, StoredClaim, TopicShare
+from eventpipeline.api.claim import ClaimingPipeline, ClaimKind, OwnershipClaimSpec
 
 
-def claim(name: str, namespace: str = "shop", partitions: int = 1) -> StoredClaim:
+def claim(name: str, namespace: str = "shop", partitions: int = 1, kind: ClaimKind = "Topic") -> StoredClaim:
     pipeline = ClaimingPipeline(namespace=namespace, name="orders", uid=f"uid-{namespace}")
-    spec = OwnershipClaimSpec(kind="Topic", system="ClusterBroker//kafka", name=name, pipeline=pipeline)
+    spec = OwnershipClaimSpec(kind=kind, system="ClusterBroker//kafka", name=name, pipeline=pipeline)
     return StoredClaim(name, spec.model_copy(update={"partitions": partitions}), "1")
 
 
@@ -28,8 +29,8 @@ class Server:
         return [c for c in self.claims.values() if c.spec.pipeline.namespace == namespace]
 
 
-def names(claims: list[StoredClaim]) -> set[str]:
-    return {c.name for c in claims}
+def names(claims: list[TopicShare] | list[Packed]) -> set[str]:
+    return {c.claim if isinstance(c, TopicShare) else c.name for c in claims}
 
 
 def test_a_namespace_is_listed_once_per_period_and_our_writes_show_in_between() -> None:
@@ -40,9 +41,21 @@ def test_a_namespace_is_listed_once_per_period_and_our_writes_show_in_between() 
     views.written(claim("b"))
     views.written(claim("a", partitions=6))
     assert names(views.claims("shop")) == {"a", "b"}
-    assert {c.name: c.spec.partitions for c in views.claims("shop")} == {"a": 6, "b": 1}
+    assert {c.claim: c.partitions for c in views.claims("shop")} == {"a": 6, "b": 1}
     views.deleted("b")
     assert names(views.claims("shop")) == {"a"}
+    assert server.listings == 1
+
+
+def test_a_namespace_view_keeps_only_what_its_quota_reads_of_its_topics() -> None:
+    server = Server(claim("t", partitions=4), claim("p", kind="Principal"), claim("c", kind="AirflowConnection"))
+    views = NamespaceViews(server.list, max_age=60, clock=lambda: 0.0)
+    assert views.claims("shop") == [TopicShare("t", "ClusterBroker//kafka", "uid-shop", 4)]
+    views.written(claim("p2", kind="Principal"))
+    views.written(claim("t2"))
+    assert names(views.claims("shop")) == {"t", "t2"}
+    views.deleted("p")  # never kept: nothing to drop, the view stays
+    assert names(views.claims("shop")) == {"t", "t2"}
     assert server.listings == 1
 
 
@@ -111,8 +124,8 @@ def test_by_pipeline_every_run_lists_and_a_drift_check_takes_that_listing_with_o
         listing,
         lambda spec: spec.pipeline.uid,
         0.0,
+        Packed.of,
         clock=lambda: now[0],
-        compact=True,
     )
     assert names(by_uid.claims("uid-shop")) == {"a"}  # a run outside drift checks lists
     assert names(by_uid.claims("uid-shop")) == {"a"}
@@ -120,7 +133,7 @@ def test_by_pipeline_every_run_lists_and_a_drift_check_takes_that_listing_with_o
     now[0] = 250
     assert names(by_uid.claims("uid-shop", max_age=3000)) == {"a", "b"}  # a drift check
     # kept as JSON, given back as the same claims
-    given = {c.name: c for c in by_uid.claims("uid-shop", max_age=3000)}
+    given = {c.name: c.unpacked() for c in by_uid.claims("uid-shop", max_age=3000)}
     assert given == {"a": claim("a"), "b": claim("b", partitions=3)}
     assert listings == ["uid-shop", "uid-shop"] and len(by_uid) == 1
     by_uid.deleted("a")
@@ -137,7 +150,7 @@ def test_a_slow_listing_of_one_pipeline_does_not_hold_up_another() -> None:
             assert release.wait(timeout=10)
         return []
 
-    by_uid = ClaimViews(listing, lambda spec: spec.pipeline.uid, 0.0)
+    by_uid = ClaimViews(listing, lambda spec: spec.pipeline.uid, 0.0, Packed.of)
     slow = threading.Thread(target=by_uid.claims, args=("slow",))
     slow.start()
     try:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from eventpipeline.adapters.airflow import AirflowSettings
-from eventpipeline.adapters.claims import ClaimConflictError, StoredClaim
+from eventpipeline.adapters.claims import ClaimConflictError, StoredClaim, TopicShare
 from eventpipeline.adapters.errors import UnavailableError
 from eventpipeline.adapters.kube import FINGERPRINT_ANNOTATION, Owner, SecretView
 from eventpipeline.api.broker import BrokerSpec
@@ -46,9 +46,10 @@ class FakeClaims:
         self._check()
         return [claim for claim in self.items.values() if claim.spec.pipeline.uid == pipeline_uid]
 
-    def in_namespace(self, namespace: str) -> list[StoredClaim]:
+    def topics_in_namespace(self, namespace: str) -> list[TopicShare]:
         self._check()
-        return [claim for claim in self.items.values() if claim.spec.pipeline.namespace == namespace]
+        kept = (TopicShare.of(claim) for claim in self.items.values() if claim.spec.pipeline.namespace == namespace)
+        return [topic for topic in kept if topic is not None]
 
     def get(self, name: str) -> StoredClaim | None:
         self._check()
