@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -93,6 +94,41 @@ def test_a_drift_check_reconciles_from_the_watchs_copy_without_managed_fields() 
     pipeline.remember(kopf.Body(body))  # being deleted: not kept
     with drift_reads(300.0):
         assert pipeline.COPIES.lookup("u-copy") is None
+
+
+def test_the_drift_copy_keeps_only_what_a_run_reads_and_parses_to_the_same_pipeline() -> None:
+    past = iso(utcnow() - timedelta(minutes=1))
+    body = _body(
+        {"principals": [_principal(nextRotationAt=past)], "rotateRequest": "earlier"},
+        {
+            "eventpipeline.dev/rotate": "now",
+            "eventpipeline.dev/last-handled": '{"spec": {"producers": [{"name": "app"}]}}',
+            "kubectl.kubernetes.io/last-applied-configuration": "{}",
+        },
+    )
+    body["apiVersion"], body["kind"] = "eventpipeline.dev/v1alpha1", "EventPipeline"
+    body["metadata"] |= {
+        "generation": 3,
+        "resourceVersion": "7",
+        "labels": {"team": "shop"},
+        "finalizers": ["eventpipeline.dev/finalizer"],
+        "managedFields": [{"manager": "kubectl"}],
+        "creationTimestamp": past,
+    }
+    copy = pipeline.drift_copy(body)
+    from_copy, from_body = parse_pipeline(copy), parse_pipeline(body)
+    assert from_copy.rotate_request == from_body.rotate_request == "now"
+    assert from_copy == replace(from_body, annotations={"eventpipeline.dev/rotate": "now"})
+    assert copy["metadata"] == {
+        "namespace": "shop",
+        "name": "orders",
+        "uid": "u-1",
+        "generation": 3,
+        "resourceVersion": "7",
+        "annotations": {"eventpipeline.dev/rotate": "now"},
+    }
+    del body["metadata"]["annotations"]
+    assert "annotations" not in pipeline.drift_copy(body)["metadata"]
 
 
 def test_kopfs_earlier_state_of_a_handled_object_is_skipped_without_reading_it(monkeypatch: pytest.MonkeyPatch) -> None:
