@@ -3,14 +3,16 @@ system), reconciliation errors by reason, and the age and next rotation of every
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from eventpipeline.adapters.ratelimit import RateLimiter
 
@@ -65,16 +67,61 @@ RECONCILE_ERRORS = Counter(
     "Reconciliations that ended with a part failing, by the part's condition and reason.",
     ["condition", "reason"],
 )
-CREDENTIAL_ROTATED = Gauge(
-    "eventpipeline_credential_rotated_timestamp_seconds",
-    "When the principal's current credential was issued (Unix time); its age is time() minus this.",
-    ["pipeline", "principal"],
-)
-CREDENTIAL_NEXT_ROTATION = Gauge(
-    "eventpipeline_credential_next_rotation_timestamp_seconds",
-    "When the principal's credential is due to rotate (Unix time); overdue when in the past.",
-    ["pipeline", "principal"],
-)
+
+
+class CredentialTimes(Collector):
+    """Every pipeline's credential timestamps, kept as numbers and turned into the two gauges at
+    scrape time: about 0.6 KB per pipeline instead of 3 KB of labelled gauge children (two gauges,
+    two principals: 29 MiB at 10,000 pipelines, bench/operator/retained_memory.py)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._times: dict[str, dict[str, tuple[float, float]]] = {}
+
+    def set(self, pipeline: str, times: dict[str, tuple[float, float]]) -> None:
+        """The pipeline's principals, each with (rotated at, next rotation at) in Unix time."""
+        with self._lock:
+            if times:
+                self._times[pipeline] = times
+            else:
+                self._times.pop(pipeline, None)
+
+    def forget(self, pipeline: str) -> None:
+        with self._lock:
+            self._times.pop(pipeline, None)
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        with self._lock:
+            kept = list(self._times.items())
+        rotated, due = families = self._families()
+        for pipeline, times in kept:
+            for principal, (rotated_at, next_rotation_at) in times.items():
+                rotated.add_metric([pipeline, principal], rotated_at)
+                due.add_metric([pipeline, principal], next_rotation_at)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        labels = ["pipeline", "principal"]
+        return (
+            GaugeMetricFamily(
+                "eventpipeline_credential_rotated_timestamp_seconds",
+                "When the principal's current credential was issued (Unix time); its age is time() minus this.",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "eventpipeline_credential_next_rotation_timestamp_seconds",
+                "When the principal's credential is due to rotate (Unix time); overdue when in the past.",
+                labels=labels,
+            ),
+        )
+
+
+CREDENTIALS = CredentialTimes()
+REGISTRY.register(CREDENTIALS)
 # Conditions the controller does not decide: ListenerReady reports what the listener says.
 _NOT_RECONCILE_CONDITIONS = frozenset({"Ready", "ListenerReady"})
 
@@ -82,9 +129,8 @@ _NOT_RECONCILE_CONDITIONS = frozenset({"Ready", "ListenerReady"})
 class PipelineMetrics:
     """The series of one controller about its pipelines; a pipeline's go when it is deleted."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._principals: dict[str, set[str]] = {}
+    def __init__(self, credentials: CredentialTimes = CREDENTIALS) -> None:
+        self._credentials = credentials
 
     def reconciled(self, pipeline: str, failures: Iterable[tuple[str, str]], credentials: Iterable[Credential]) -> None:
         """After one reconciliation: its failed parts `(condition, reason)`, and the credentials
@@ -92,27 +138,11 @@ class PipelineMetrics:
         for condition, reason in set(failures):
             if condition not in _NOT_RECONCILE_CONDITIONS:
                 RECONCILE_ERRORS.labels(condition, reason).inc()
-        seen = set()
-        for principal, rotated_at, next_rotation_at in credentials:
-            seen.add(principal)
-            CREDENTIAL_ROTATED.labels(pipeline, principal).set(rotated_at.timestamp())
-            CREDENTIAL_NEXT_ROTATION.labels(pipeline, principal).set(next_rotation_at.timestamp())
-        with self._lock:
-            gone = self._principals.get(pipeline, set()) - seen
-            self._principals[pipeline] = seen
-        self._remove(pipeline, gone)
+        times = {principal: (rotated.timestamp(), due.timestamp()) for principal, rotated, due in credentials}
+        self._credentials.set(pipeline, times)
 
     def forget(self, pipeline: str) -> None:
-        with self._lock:
-            gone = self._principals.pop(pipeline, set())
-        self._remove(pipeline, gone)
-
-    @staticmethod
-    def _remove(pipeline: str, principals: Iterable[str]) -> None:
-        for principal in principals:
-            for gauge in (CREDENTIAL_ROTATED, CREDENTIAL_NEXT_ROTATION):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(pipeline, principal)
+        self._credentials.forget(pipeline)
 
 
 PIPELINES = PipelineMetrics()
