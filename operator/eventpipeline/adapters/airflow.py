@@ -22,6 +22,7 @@ from eventpipeline.adapters import bounded
 from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot
 from eventpipeline.adapters.errors import InvalidRequestError, NotAuthorizedError, UnavailableError
 from eventpipeline.adapters.metrics import counted
+from eventpipeline.adapters.tls import verifying_context
 
 # Airflow's JWTs last 24 h by default; renew well before, and at once on a 401.
 TOKEN_REFRESH_SECONDS = 30 * 60
@@ -58,7 +59,7 @@ class AirflowTokens:
         url = self._settings.api_url.rstrip("/") + "/auth/token"
         body = {"username": self._settings.username, "password": self._settings.password.get_secret_value()}
         try:
-            with httpx.Client(timeout=self._settings.timeout_seconds) as client:
+            with httpx.Client(timeout=self._settings.timeout_seconds, verify=verifying_context()) as client:
                 response = bounded.request(client, "POST", url, json=body)
         except httpx.HTTPError as error:
             raise UnavailableError(f"Airflow: getting a token from {url} failed: {type(error).__name__}") from error
@@ -85,7 +86,9 @@ class _AirflowApi:
         self._tokens = tokens or AirflowTokens(settings)
         self._needs = needs  # what the Airflow user must be allowed, for a 403's message
         self._client = httpx.Client(
-            base_url=settings.api_url.rstrip("/"), timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0)
+            base_url=settings.api_url.rstrip("/"),
+            timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0),
+            verify=verifying_context(),
         )
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from eventpipeline.adapters.errors import (
 )
 from eventpipeline.adapters.metrics import counted
 from eventpipeline.adapters.ratelimit import RateLimiter
+from eventpipeline.adapters.tls import verifying_context
 from eventpipeline.planning.topic import DesiredTopic, ObservedTopic
 
 
@@ -43,11 +44,11 @@ class PulsarAdminSettings:
     timeout_seconds: float = 15.0
     max_calls_per_second: float = 50.0
 
-    def verify(self) -> ssl.SSLContext | bool:
-        """httpx's `verify`: the given CA only, else the system's trusted CAs."""
+    def verify(self) -> ssl.SSLContext:
+        """httpx's `verify`: the given CA only, else httpx's default trust (one context per CA)."""
         if self.ca_pem is None or not self.admin_url.startswith("https://"):
-            return True
-        return ssl.create_default_context(cadata=self.ca_pem)
+            return verifying_context()
+        return verifying_context(self.ca_pem)
 
 
 @dataclass(frozen=True)

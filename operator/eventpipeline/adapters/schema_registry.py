@@ -25,6 +25,7 @@ from eventpipeline.adapters.errors import (
     UnavailableError,
 )
 from eventpipeline.adapters.metrics import counted
+from eventpipeline.adapters.tls import verifying_context
 from eventpipeline.planning.schema import (
     DesiredSchema,
     ObservedSchemas,
@@ -58,10 +59,10 @@ class RegistrySettings:
     client_username: str | None = None
     client_password: SecretStr | None = None
 
-    def verify(self) -> ssl.SSLContext | bool:
+    def verify(self) -> ssl.SSLContext:
         if self.ca_pem is None or not self.url.startswith("https://"):
-            return True
-        return ssl.create_default_context(cadata=self.ca_pem)
+            return verifying_context()
+        return verifying_context(self.ca_pem)
 
 
 class ConfluentRegistry:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from eventpipeline.planning.secrets import CA_KEY
 
 
@@ -29,6 +31,19 @@ def ca_problem(ca_pem: str) -> str | None:
     except (ssl.SSLError, ValueError) as error:
         return f"it holds no PEM certificate ({error.__class__.__name__})"
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def verifying_context(ca_pem: str | None = None) -> ssl.SSLContext:
+    """The SSL context every HTTPS client of the process shares for one CA (httpx's `verify`):
+    `ca_pem` only, or None for httpx's default trust (certifi's bundle).
+
+    httpx builds a context of its own for each client that is not given one, loading the whole
+    bundle each time: ~0.8 MB and ~60 ms of CPU per client (a listener read a Pulsar backlog with a
+    new one every 10 s). A context is safe to share between threads and clients."""
+    if ca_pem is None:
+        return httpx.create_ssl_context()
+    return ssl.create_default_context(cadata=ca_pem)
 
 
 class TrustFile:

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import pulsar
 
-from eventpipeline.adapters.tls import TrustFile, pulsar_tls_options
+from eventpipeline.adapters.tls import TrustFile, pulsar_tls_options, verifying_context
 from eventpipeline.listener.source import Lag, SourceBase, SourceError
 from eventpipeline.planning import handoff, naming
 from eventpipeline.planning.delivery import Message, pulsar_position
@@ -178,10 +178,10 @@ class PulsarSource(SourceBase[Any]):
         backlog = int(subscription.get("msgBacklog", 0))
         return Lag(uncommitted=backlog, untaken=max(0, backlog - self.window()))
 
-    def _verify(self) -> ssl.SSLContext | bool:
+    def _verify(self) -> ssl.SSLContext:
         if self._ca_pem and self._admin_url is not None and self._admin_url.startswith("https://"):
-            return ssl.create_default_context(cadata=self._ca_pem)
-        return True
+            return verifying_context(self._ca_pem)
+        return verifying_context()
 
     def dead_letter(self, message: Message, headers: Mapping[str, str]) -> None:
         client, topic = self._client, self._dead_letter_topic

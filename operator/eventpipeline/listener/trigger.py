@@ -20,6 +20,7 @@ import httpx
 from eventpipeline.adapters import bounded
 from eventpipeline.adapters.airflow import AirflowDags, AirflowSettings, AirflowTokens
 from eventpipeline.adapters.errors import AdapterError
+from eventpipeline.adapters.tls import verifying_context
 from eventpipeline.api.pipeline import TriggerSpec
 from eventpipeline.planning import delivery as planning
 from eventpipeline.planning.dag_access import Refusal, check_asset_consumers, check_dag
@@ -68,6 +69,7 @@ class AirflowTrigger:
             base_url=settings.api_url.rstrip("/"),
             timeout=httpx.Timeout(settings.timeout_seconds, connect=5.0),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            verify=verifying_context(),
         )
         self._assets: dict[str, int] = {}
         self._assets_lock = threading.Lock()

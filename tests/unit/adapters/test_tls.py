@@ -9,7 +9,7 @@ from pydantic import SecretStr
 
 from eventpipeline.adapters.kafka import KafkaAdminSettings
 from eventpipeline.adapters.pulsar import PulsarAdminSettings
-from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options
+from eventpipeline.adapters.tls import kafka_tls_settings, pulsar_tls_options, verifying_context
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
@@ -33,8 +33,10 @@ def test_pulsar_admin_trusts_the_given_ca_for_https_only() -> None:
     def settings(url: str, ca: str | None) -> PulsarAdminSettings:
         return PulsarAdminSettings(url, SecretStr("t"), SecretStr("k"), "tenant", "cluster", ca_pem=ca)
 
-    assert settings("http://b:8080", CA).verify() is True
-    assert settings("https://b:8443", None).verify() is True
+    default = verifying_context()
+    assert settings("http://b:8080", CA).verify() is default
+    assert settings("https://b:8443", None).verify() is default
+    assert len(default.get_ca_certs()) > 10  # httpx's default trust, as a client without `verify` has
 
 
 def test_pulsar_client_gets_a_private_trust_file_for_a_tls_url() -> None:
@@ -63,4 +65,7 @@ def test_a_real_ca_becomes_an_ssl_context() -> None:
     verify = PulsarAdminSettings("https://b:8443", SecretStr("t"), SecretStr("k"), "t", "c", ca_pem=pem).verify()
     assert isinstance(verify, ssl.SSLContext)
     assert [entry["subject"] for entry in verify.get_ca_certs()] == [((("commonName", "unit-test-ca"),),)]
+    # One context per CA for every client of the process, not one per client.
+    again = PulsarAdminSettings("https://c:8443", SecretStr("t"), SecretStr("k"), "t", "c", ca_pem=pem).verify()
+    assert again is verify
     assert x509.load_pem_x509_certificate(pem.encode()).subject.rfc4514_string() == "CN=unit-test-ca"
