@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import kopf
+from kubernetes import client
 
 from eventpipeline.adapters.claims import KubeClaims
-from eventpipeline.adapters.kube import Kube, load_configuration
+from eventpipeline.adapters.kube import Kube, load_api_client
 from eventpipeline.api.common import GROUP
 from eventpipeline.planning import naming, schedule
 from eventpipeline.planning.reference_policy import allow_namespaced_references
@@ -42,6 +43,9 @@ WORKERS = int(_seconds("EVENTPIPELINE_WORKERS", 16))
 
 @dataclass
 class Services:
+    # One Kubernetes client (one connection pool) for every call the handlers make themselves:
+    # reads and writes, claims, Events of scheduled runs.
+    api: client.ApiClient
     kube: Kube
     references: References
     reconciler: PipelineReconciler
@@ -61,17 +65,17 @@ T = TypeVar("T")
 def services() -> Services:
     global _services  # noqa: PLW0603 - one set of clients per process, built on first use
     if _services is None:
-        load_configuration(pool_size=WORKERS * 2)
-        kube = Kube()
+        api = load_api_client(pool_size=WORKERS * 2)
+        kube = Kube(api)
         references = References(kube)
         reconciler = PipelineReconciler(
             kube,
-            KubeClaims(),
+            KubeClaims(api),
             references,
             allow_namespaced_references=allow_namespaced_references(os.environ),
             listener_namespace=os.environ.get(naming.LISTENER_NAMESPACE_ENV, naming.DEFAULT_LISTENER_NAMESPACE),
         )
-        _services = Services(kube, references, reconciler)
+        _services = Services(api, kube, references, reconciler)
     return _services
 
 

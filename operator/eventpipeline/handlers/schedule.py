@@ -27,7 +27,6 @@ import kopf
 from eventpipeline.adapters import metrics
 from eventpipeline.adapters.drift import drift_reads
 from eventpipeline.adapters.events import EventRecorder, InvolvedObject
-from eventpipeline.adapters.kube import load_api_client
 from eventpipeline.api.common import API_VERSION
 from eventpipeline.handlers import context
 from eventpipeline.handlers.pipeline import COPIES, RESOURCE, reconcile, remember
@@ -147,7 +146,7 @@ def _emit_directly(body: kopf.Body, notes: list[Note]) -> None:
     if not notes:
         return
     if _recorder is None:
-        _recorder = EventRecorder(load_api_client(context.WORKERS), "eventpipeline-operator", socket.gethostname())
+        _recorder = EventRecorder(context.services().api, "eventpipeline-operator", socket.gethostname())
     metadata = body["metadata"]
     about = InvolvedObject(API_VERSION, "EventPipeline", metadata["namespace"], metadata["name"], metadata["uid"])
     for note in notes:
