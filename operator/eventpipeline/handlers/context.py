@@ -39,6 +39,12 @@ DELETE_MAX_BACKOFF_SECONDS = _seconds("EVENTPIPELINE_DELETE_MAX_BACKOFF_SECONDS"
 TRANSIENT_MAX_BACKOFF_SECONDS = 60.0
 # Reconciliations in parallel (kopf runs synchronous handlers in a thread pool).
 WORKERS = int(_seconds("EVENTPIPELINE_WORKERS", 16))
+# Objects kopf works on at once (its per-object workers; the others wait in their queues). Unbounded,
+# a wave of 10,000 new pipelines had kopf patch all of them at once: the API server reset the
+# connections and the controller grew past 3 GiB.
+OBJECT_WORKERS = int(_seconds("EVENTPIPELINE_OBJECT_WORKERS", 4 * WORKERS))
+# How long an idle per-object worker keeps its place before it lets another object have it.
+OBJECT_IDLE_SECONDS = 1.0
 
 
 @dataclass
@@ -138,5 +144,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Our own Events say what changed; kopf's per-handler success Events would drown them.
     settings.posting.level = logging.ERROR
     settings.execution.max_workers = WORKERS
+    settings.queueing.worker_limit = OBJECT_WORKERS
+    settings.queueing.idle_timeout = OBJECT_IDLE_SECONDS
     settings.networking.request_timeout = 60
     settings.watching.server_timeout = 300

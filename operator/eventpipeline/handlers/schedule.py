@@ -1,7 +1,10 @@
-"""One scheduler for every EventPipeline, over a kopf index, instead of timers per object.
+"""One scheduler for every EventPipeline, over the watch stream, instead of timers per object.
 
-The index (`pipeline_names`, uid → namespace and name) is kept by kopf from the watch stream;
-each event also refreshes the pipeline's due hint (`planning/schedule.py`). One task sleeps until
+`watch_pipelines` sees every watch event and keeps `NAMES` (uid → namespace and name); each
+event also refreshes the pipeline's due hint (`planning/schedule.py`). It is an event handler, not
+a kopf index, because kopf makes every object wait until all objects are indexed, and that wait
+deadlocks when kopf's per-object workers are bounded (`context.OBJECT_WORKERS`) and more objects
+exist than workers. One task sleeps until
 the earliest due time, then runs what is due in kopf's thread pool, at most `SCHEDULED_WORKERS`
 at a time so creations and updates (kopf's own handlers, which reconcile at once) always find a
 free worker. A drift check reads the brokers through their per-period snapshot
@@ -41,17 +44,44 @@ SCHEDULED_WORKERS = max(1, context.WORKERS // 2)
 # The longest the scheduler sleeps without looking (a safety net; changes wake it at once).
 MAX_SLEEP_SECONDS = 60.0
 
-Names = kopf.Index[str, tuple[str, str]]
+
+class PipelineNames:
+    """uid → (namespace, name) of every EventPipeline the watch has shown and not yet deleted."""
+
+    def __init__(self) -> None:
+        self._names: dict[str, tuple[str, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def seen(self, uid: str, namespace: str, name: str) -> None:
+        self._names[uid] = (namespace, name)
+
+    def deleted(self, uid: str) -> None:
+        self._names.pop(uid, None)
+
+    def get(self, uid: str) -> tuple[str, str] | None:
+        return self._names.get(uid)
+
+
+NAMES = PipelineNames()
 _tasks: list[asyncio.Task[None]] = []
 _recorder: EventRecorder | None = None
 
 
-@kopf.index(*RESOURCE)
-def pipeline_names(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, str]]:
-    """uid → (namespace, name) for the scheduler; also refreshes what the object says is due, and the
-    copy of the object a drift check reconciles from (`handlers/pipeline.py: COPIES`)."""
+@kopf.on.event(*RESOURCE)
+async def watch_pipelines(*, event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Every watch event: the scheduler's name of the object, what the object says is due, and the
+    copy of the object a drift check reconciles from (`handlers/pipeline.py: COPIES`).
+
+    Runs on the event loop (it is cheap): as a synchronous handler it would wait for a thread
+    behind the reconciliations."""
     metadata = body["metadata"]
     uid = metadata["uid"]
+    if event.get("type") == "DELETED":
+        NAMES.deleted(uid)
+        return
+    NAMES.seen(uid, metadata["namespace"], metadata["name"])
     remember(body)
     hint: float | None = None
     if not metadata.get("deletionTimestamp"):
@@ -63,14 +93,11 @@ def pipeline_names(*, body: kopf.Body, **_: Any) -> dict[str, tuple[str, str]]:
         except ValueError:  # an object that does not parse: its runs report why
             hint = None
     context.with_schedule(lambda due: due.hinted(uid, hint))
-    return {uid: (metadata["namespace"], metadata["name"])}
 
 
 @kopf.on.startup()
-async def start_scheduler(*, settings: kopf.OperatorSettings, **indices: Any) -> None:
-    # kopf passes every index by its handler's name (empty at start-up, filled as objects are listed).
-    names: Names = indices["pipeline_names"]
-    _tasks.append(asyncio.create_task(_schedule_loop(names, settings.execution.executor)))
+async def start_scheduler(*, settings: kopf.OperatorSettings, **_: Any) -> None:
+    _tasks.append(asyncio.create_task(_schedule_loop(NAMES, settings.execution.executor)))
 
 
 @kopf.on.cleanup()
@@ -80,7 +107,7 @@ async def stop_scheduler(**_: Any) -> None:
     _tasks.clear()
 
 
-async def _schedule_loop(names: Names, executor: Executor) -> None:
+async def _schedule_loop(names: PipelineNames, executor: Executor) -> None:
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
 
@@ -105,16 +132,18 @@ async def _schedule_loop(names: Names, executor: Executor) -> None:
                 await asyncio.wait_for(wake.wait(), timeout=sleep)
 
 
-async def _run_one(names: Names, executor: Executor, uid: str, reason: Reason, slots: asyncio.Semaphore) -> None:
+async def _run_one(
+    names: PipelineNames, executor: Executor, uid: str, reason: Reason, slots: asyncio.Semaphore
+) -> None:
     """One scheduled reconciliation; whatever happens, the pipeline stays scheduled."""
     failed = False
     try:
-        found = list(names.get(uid, ()))
-        if not found:  # deleted: kopf dropped it from the index
+        found = names.get(uid)
+        if found is None:  # deleted
             context.forget(uid)
             COPIES.forget(uid)
             return
-        namespace, name = found[0]
+        namespace, name = found
         metrics.SCHEDULED_RUNS.labels(reason).inc()
         run = contextvars.copy_context().run
         loop = asyncio.get_running_loop()
