@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, cast
 
@@ -25,6 +25,9 @@ NAMESPACE_VIEW_SECONDS = 60.0
 # A drift check takes its pipeline's claims from the last listing plus our own writes since, for at
 # most this many drift periods; every other run lists them (and so refreshes what drift checks use).
 PIPELINE_VIEW_PERIODS = 10
+# Claims per page of a listing: a namespace of 10,000 pipelines holds ~50,000 claims (~50 MB of JSON,
+# several hundred MB once parsed); listed page by page, only a page is ever parsed at once.
+LIST_PAGE = 500
 PIPELINE_UID_LABEL = f"{GROUP}/pipeline-uid"
 PIPELINE_NAMESPACE_LABEL = f"{GROUP}/pipeline-namespace"
 _PLURAL = OWNERSHIP_CLAIM.plural
@@ -118,7 +121,7 @@ class ClaimViews(Generic[V]):
 
     def __init__(
         self,
-        list_key: Callable[[str], list[StoredClaim]],
+        list_key: Callable[[str], Iterable[StoredClaim]],
         key_of: Callable[[OwnershipClaimSpec], str],
         max_age: float,
         keep: Callable[[StoredClaim], V | None],
@@ -154,19 +157,24 @@ class ClaimViews(Generic[V]):
                 entry = (key, journal)
                 self._in_flight.append(entry)
                 started = self._clock()
+            kept: dict[str, V] = {}
             try:
-                listed = self._list(key)
+                # Each claim is reduced to what the view keeps as it arrives (a listing may come in
+                # pages): the whole listing is never held as models at once.
+                for claim in self._list(key):
+                    value = self._keep(claim)
+                    if value is not None:
+                        kept[claim.name] = value
             finally:
                 with self._lock:
                     self._in_flight.remove(entry)
             with self._lock:
-                claims = {claim.name: claim for claim in listed}
-                for name, claim in journal.items():
-                    claims.pop(name, None)
-                    if claim is not None:
-                        claims[name] = claim
-                kept = {name: self._keep(claim) for name, claim in claims.items()}
-                view = _Listed(started, {name: value for name, value in kept.items() if value is not None})
+                for name, written in journal.items():
+                    kept.pop(name, None)
+                    value = None if written is None else self._keep(written)
+                    if value is not None:
+                        kept[name] = value
+                view = _Listed(started, kept)
                 self._replace(key, view)
                 return list(view.claims.values())
 
@@ -229,7 +237,7 @@ class NamespaceViews(ClaimViews[TopicShare]):
 
     def __init__(
         self,
-        list_namespace: Callable[[str], list[StoredClaim]],
+        list_namespace: Callable[[str], Iterable[StoredClaim]],
         max_age: float = NAMESPACE_VIEW_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -244,10 +252,10 @@ class KubeClaims:
     ) -> None:
         self._custom = client.CustomObjectsApi(api_client)
         self._namespaces = NamespaceViews(
-            lambda namespace: self._list(f"{PIPELINE_NAMESPACE_LABEL}={namespace}"), namespace_view_seconds
+            lambda namespace: self._listing(f"{PIPELINE_NAMESPACE_LABEL}={namespace}"), namespace_view_seconds
         )
         self._pipelines = ClaimViews(
-            lambda uid: self._list(f"{PIPELINE_UID_LABEL}={uid}"), lambda spec: spec.pipeline.uid, 0.0, Packed.of
+            lambda uid: self._listing(f"{PIPELINE_UID_LABEL}={uid}"), lambda spec: spec.pipeline.uid, 0.0, Packed.of
         )
 
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]:
@@ -263,13 +271,25 @@ class KubeClaims:
         minute old plus the operator's own writes since (`NamespaceViews`)."""
         return self._namespaces.claims(namespace)
 
+    def _listing(self, selector: str) -> Iterator[StoredClaim]:
+        """The claims a label selector finds, page by page (`LIST_PAGE` claims per call)."""
+        token: str | None = None
+        while True:
+            items, token = self._list(selector, token)
+            yield from (_stored(item) for item in items)
+            if not token:
+                return
+
     @counted("kubernetes")
-    def _list(self, selector: str) -> list[StoredClaim]:
+    def _list(self, selector: str, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a listing, and the token of the next (None: it was the last)."""
+        paging: dict[str, Any] = {"limit": LIST_PAGE} | ({"_continue": token} if token else {})
         try:
-            result = self._custom.list_cluster_custom_object(GROUP, VERSION, _PLURAL, label_selector=selector)
+            result = self._custom.list_cluster_custom_object(GROUP, VERSION, _PLURAL, label_selector=selector, **paging)
         except ApiException as error:
             raise UnavailableError(f"Kubernetes: listing ownership claims failed ({error.status})") from error
-        return [_stored(item) for item in cast(dict[str, Any], result).get("items", [])]
+        body = cast(dict[str, Any], result)
+        return body.get("items", []), (body.get("metadata") or {}).get("continue") or None
 
     @counted("kubernetes")
     def get(self, name: str) -> StoredClaim | None:

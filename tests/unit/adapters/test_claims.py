@@ -4,11 +4,22 @@ and each pipeline's (ClaimViews of `Packed` claims)."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
+from kubernetes import client
 
-from eventpipeline.adapters.claims import ClaimViews, NamespaceViews, Packed, StoredClaim, TopicShare
+from eventpipeline.adapters.claims import (
+    LIST_PAGE,
+    ClaimViews,
+    KubeClaims,
+    NamespaceViews,
+    Packed,
+    StoredClaim,
+    TopicShare,
+)
 from eventpipeline.api.claim import ClaimingPipeline, ClaimKind, OwnershipClaimSpec
+from eventpipeline.api.common import wire
 
 
 def claim(name: str, namespace: str = "shop", partitions: int = 1, kind: ClaimKind = "Topic") -> StoredClaim:
@@ -159,3 +170,34 @@ def test_a_slow_listing_of_one_pipeline_does_not_hold_up_another() -> None:
     finally:
         release.set()
         slow.join(timeout=10)
+
+
+class PagedServer:
+    """The API server's chunked list of cluster-scoped claims: `limit` items, then a continue token."""
+
+    def __init__(self, claims: list[StoredClaim]) -> None:
+        self.items = [
+            {"metadata": {"name": c.name, "resourceVersion": c.resource_version}, "spec": wire(c.spec)} for c in claims
+        ]
+        self.calls: list[tuple[int, str | None]] = []
+
+    def list_cluster_custom_object(
+        self, group: str, version: str, plural: str, *, label_selector: str, limit: int, _continue: str | None = None
+    ) -> dict[str, Any]:
+        self.calls.append((limit, _continue))
+        start = int(_continue or 0)
+        end = start + limit
+        token = str(end) if end < len(self.items) else None
+        return {"items": self.items[start:end], "metadata": {"continue": token} if token else {}}
+
+
+def test_a_namespace_is_listed_page_by_page_and_only_its_topics_are_kept() -> None:
+    many = [claim(f"t{i:04d}", partitions=2) for i in range(600)] + [
+        claim(f"p{i:04d}", kind="Principal") for i in range(600)
+    ]
+    server = PagedServer(many)
+    store = KubeClaims(client.ApiClient())
+    store._custom = server  # type: ignore[assignment]
+    topics = store.topics_in_namespace("shop")
+    assert len(topics) == 600 and sum(t.partitions for t in topics) == 1200
+    assert server.calls == [(LIST_PAGE, None), (LIST_PAGE, "500"), (LIST_PAGE, "1000")]
