@@ -25,8 +25,10 @@ NAMESPACE_VIEW_SECONDS = 60.0
 # A drift check takes its pipeline's claims from the last listing plus our own writes since, for at
 # most this many drift periods; every other run lists them (and so refreshes what drift checks use).
 PIPELINE_VIEW_PERIODS = 10
-# Claims per page of a listing: a namespace of 10,000 pipelines holds ~50,000 claims (~50 MB of JSON,
-# several hundred MB once parsed); listed page by page, only a page is ever parsed at once.
+# Claims per page of a namespace's listing: a namespace of 10,000 pipelines holds ~50,000 claims
+# (~50 MB of JSON, several hundred MB once parsed); listed page by page, only a page is parsed at
+# once. A pipeline's own few claims are listed in one call without a limit, as before: a list with a
+# limit may be answered from etcd instead of the API server's watch cache.
 LIST_PAGE = 500
 PIPELINE_UID_LABEL = f"{GROUP}/pipeline-uid"
 PIPELINE_NAMESPACE_LABEL = f"{GROUP}/pipeline-namespace"
@@ -252,10 +254,14 @@ class KubeClaims:
     ) -> None:
         self._custom = client.CustomObjectsApi(api_client)
         self._namespaces = NamespaceViews(
-            lambda namespace: self._listing(f"{PIPELINE_NAMESPACE_LABEL}={namespace}"), namespace_view_seconds
+            lambda namespace: self._listing(f"{PIPELINE_NAMESPACE_LABEL}={namespace}", LIST_PAGE),
+            namespace_view_seconds,
         )
         self._pipelines = ClaimViews(
-            lambda uid: self._listing(f"{PIPELINE_UID_LABEL}={uid}"), lambda spec: spec.pipeline.uid, 0.0, Packed.of
+            lambda uid: self._listing(f"{PIPELINE_UID_LABEL}={uid}", None),
+            lambda spec: spec.pipeline.uid,
+            0.0,
+            Packed.of,
         )
 
     def owned_by(self, pipeline_uid: str) -> list[StoredClaim]:
@@ -271,19 +277,19 @@ class KubeClaims:
         minute old plus the operator's own writes since (`NamespaceViews`)."""
         return self._namespaces.claims(namespace)
 
-    def _listing(self, selector: str) -> Iterator[StoredClaim]:
-        """The claims a label selector finds, page by page (`LIST_PAGE` claims per call)."""
+    def _listing(self, selector: str, page: int | None) -> Iterator[StoredClaim]:
+        """The claims a label selector finds, `page` claims per call (None: all in one)."""
         token: str | None = None
         while True:
-            items, token = self._list(selector, token)
+            items, token = self._list(selector, page, token)
             yield from (_stored(item) for item in items)
             if not token:
                 return
 
     @counted("kubernetes")
-    def _list(self, selector: str, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def _list(self, selector: str, page: int | None, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a listing, and the token of the next (None: it was the last)."""
-        paging: dict[str, Any] = {"limit": LIST_PAGE} | ({"_continue": token} if token else {})
+        paging: dict[str, Any] = ({"limit": page} if page else {}) | ({"_continue": token} if token else {})
         try:
             result = self._custom.list_cluster_custom_object(GROUP, VERSION, _PLURAL, label_selector=selector, **paging)
         except ApiException as error:

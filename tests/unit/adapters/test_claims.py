@@ -182,11 +182,18 @@ class PagedServer:
         self.calls: list[tuple[int, str | None]] = []
 
     def list_cluster_custom_object(
-        self, group: str, version: str, plural: str, *, label_selector: str, limit: int, _continue: str | None = None
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        *,
+        label_selector: str,
+        limit: int | None = None,
+        _continue: str | None = None,
     ) -> dict[str, Any]:
         self.calls.append((limit, _continue))
         start = int(_continue or 0)
-        end = start + limit
+        end = start + (limit or len(self.items))
         token = str(end) if end < len(self.items) else None
         return {"items": self.items[start:end], "metadata": {"continue": token} if token else {}}
 
@@ -201,3 +208,7 @@ def test_a_namespace_is_listed_page_by_page_and_only_its_topics_are_kept() -> No
     topics = store.topics_in_namespace("shop")
     assert len(topics) == 600 and sum(t.partitions for t in topics) == 1200
     assert server.calls == [(LIST_PAGE, None), (LIST_PAGE, "500"), (LIST_PAGE, "1000")]
+    # A pipeline's own claims: one call without a limit (answered from the API server's watch cache).
+    server.calls.clear()
+    assert len(store.owned_by("uid-shop")) == 1200
+    assert server.calls == [(None, None)]
