@@ -31,6 +31,7 @@ from eventpipeline.adapters.drift import WatchedCopies
 from eventpipeline.adapters.metrics import PipelineMetrics
 from eventpipeline.api.claim import OwnershipClaimSpec
 from eventpipeline.handlers.pipeline import drift_copy
+from eventpipeline.handlers.schedule import PipelineNames
 from eventpipeline.planning.schedule import DueSchedule, Handled
 
 NOW = "2026-12-01T06:00:00Z"
@@ -240,13 +241,16 @@ def main() -> None:
     uids = [b["metadata"]["uid"] for b in bodies]
 
     def handler_state() -> object:
+        names = PipelineNames()
+        for b in bodies:
+            names.seen(b["metadata"]["uid"], b["metadata"]["namespace"], b["metadata"]["name"])
         locks = {u: threading.Lock() for u in uids}
         handled = {u: Handled((1, None)) for u in uids}
         schedule = DueSchedule(300.0, 30.0, 60.0)
         for i, u in enumerate(uids):
             schedule.hinted(u, None)
             schedule.started(u, float(i))
-        return locks, handled, schedule
+        return names, locks, handled, schedule
 
     def metrics() -> object:
         rotated = datetime(2026, 12, 1, tzinfo=UTC)
@@ -256,28 +260,22 @@ def main() -> None:
             kept.reconciled(name, [], [(p, rotated, rotated + timedelta(days=1)) for p in ("app", "listener")])
         return kept
 
-    measure("handlers: object locks, last handled, schedule", n, handler_state)
+    measure("handlers: names, object locks, last handled, schedule", n, handler_state)
     measure("metrics: credential gauges (2 principals)", n, metrics)
-    measure("kopf: per-object memory and index entry", n, lambda: kopf_state(bodies))
+    measure("kopf: per-object memory", n, lambda: kopf_state(bodies))
 
 
 def kopf_state(bodies: list[dict[str, Any]]) -> object:
-    from kopf._core.engines.indexing import OperatorIndexer  # noqa: PLC0415 - kopf's internals, bench only
-    from kopf._core.reactor.inventory import ResourceMemories  # noqa: PLC0415
+    from kopf._core.reactor.inventory import ResourceMemories  # noqa: PLC0415 - kopf's internals, bench only
 
     memories = ResourceMemories()
-    index = OperatorIndexer()
 
     async def fill() -> None:
         for b in bodies:
-            metadata = b["metadata"]
             await memories.recall(copy.deepcopy(b), noticed_by_listing=True)
-            index.replace(
-                (metadata["namespace"], metadata["name"]), {metadata["uid"]: (metadata["namespace"], metadata["name"])}
-            )
 
     asyncio.run(fill())
-    return memories, index
+    return memories
 
 
 if __name__ == "__main__":
