@@ -263,6 +263,48 @@ def main() -> None:
     measure("handlers: names, object locks, last handled, schedule", n, handler_state)
     measure("metrics: credential gauges (2 principals)", n, metrics)
     measure("kopf: per-object memory", n, lambda: kopf_state(bodies))
+    measure("Kafka drift snapshot (7 ACLs, 2 topics, 2 users each)", n, lambda: kafka_snapshot(n))
+
+
+def kafka_snapshot(n: int) -> object:
+    """A broker's listing as a drift check keeps it (`KafkaState`), from librdkafka's ACL objects."""
+    from confluent_kafka.admin import (  # noqa: PLC0415 - only this measurement needs them
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    from eventpipeline.adapters.kafka import KafkaState, _managed_kinds  # noqa: PLC0415
+    from eventpipeline.planning.topic import ObservedTopic  # noqa: PLC0415
+
+    topic, group, write, read, describe = (
+        ResourceType.TOPIC,
+        ResourceType.GROUP,
+        AclOperation.WRITE,
+        AclOperation.READ,
+        AclOperation.DESCRIBE,
+    )
+    bindings = []
+    for i in range(n):
+        name, app, listener = f"bench.p{i:05d}", f"User:bench.p{i:05d}.app.g1", f"User:bench.p{i:05d}.listener.g1"
+        for principal, kind, resource, operation in [
+            (app, topic, name, write),
+            (app, topic, name, describe),
+            (listener, topic, name, read),
+            (listener, topic, name, describe),
+            (listener, group, f"eventpipeline.{name}", read),
+            (listener, topic, f"{name}.dlq", write),
+            (listener, topic, f"{name}.dlq", describe),
+        ]:
+            literal = ResourcePatternType.LITERAL
+            bindings.append(AclBinding(kind, resource, literal, principal, "*", operation, AclPermissionType.ALLOW))
+    acls = _managed_kinds(bindings)
+    del bindings
+    topics = {name: ObservedTopic(name, 1) for i in range(n) for name in (f"bench.p{i:05d}", f"bench.p{i:05d}.dlq")}
+    users = {f"bench.p{i:05d}.{principal}.g1" for i in range(n) for principal in ("app", "listener")}
+    return KafkaState.of(topics, users, acls)
 
 
 def kopf_state(bodies: list[dict[str, Any]]) -> object:
