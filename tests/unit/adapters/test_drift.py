@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from eventpipeline.adapters.drift import Listing, RecentReads, Snapshot, WatchedCopies, drift_reads
-from eventpipeline.adapters.kafka import KafkaState
+from eventpipeline.adapters.kafka import SCRAM_DESCRIBE_BATCH, KafkaState, acl_users, chunks
 from eventpipeline.planning.access import KafkaAcl
 
 
@@ -221,3 +221,20 @@ def test_a_kafka_listing_answers_a_pipelines_acls_by_resource() -> None:
     state = KafkaState.of({}, set(), acls)
     assert state.acls_on([("TOPIC", "shop.orders"), ("GROUP", "shop.orders")]) == set(acls[:3])
     assert state.acls_on([("TOPIC", "absent")]) == set()
+
+
+def test_a_kafka_listing_answers_only_for_the_users_it_checked() -> None:
+    acls = [KafkaAcl("User:a", "TOPIC", "t", "WRITE"), KafkaAcl("User:b", "TOPIC", "t", "READ")]
+    checked = acl_users([*acls, KafkaAcl("Group:ops", "TOPIC", "t", "READ")])
+    assert checked == {"a", "b"}
+    state = KafkaState.of({}, {"a"}, acls, checked)
+    assert state.users_among({"a", "b"}) == {"a"}  # b was asked for: it has no credential
+    assert state.users_among({"a", "c"}) is None  # c has no ACL, so it was not asked for: read it fresh
+
+
+def test_the_scram_listing_asks_for_users_in_batches_below_librdkafkas_limit() -> None:
+    users = {f"user-{index:05d}" for index in range(20_001)}
+    batches = list(chunks(users, SCRAM_DESCRIBE_BATCH))
+    assert [len(batch) for batch in batches] == [SCRAM_DESCRIBE_BATCH] * 10 + [1]
+    assert SCRAM_DESCRIBE_BATCH < 10_000
+    assert {user for batch in batches for user in batch} == users
