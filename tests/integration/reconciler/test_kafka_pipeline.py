@@ -23,7 +23,7 @@ from confluent_kafka.admin import (
 
 from eventpipeline_devenv.runtime import Layout
 from tests.integration.conftest import OPEN_DAG
-from tests.integration.support import Kube, eventually, kafka_send, unique
+from tests.integration.support import GROUP, VERSION, Kube, eventually, kafka_send, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 TIMEOUT = 15
@@ -130,6 +130,26 @@ def test_pipeline_becomes_ready_with_topic_exact_acls_secret_and_connection(
     assert extra["bootstrap.servers"] == exports["KAFKA_TLS_BOOTSTRAP_SERVERS"]
     assert extra["security.protocol"] == "SASL_SSL"
     assert extra["ssl.ca.pem"] == Path(exports["KAFKA_CA_FILE"]).read_text()
+
+    # Each ownership claim was created holding what the operator records, never updated since
+    # (generation 1), and the creation is one Event that lists its steps.
+    uid = kube.get_pipeline(namespace, "orders")["metadata"]["uid"]  # type: ignore[index]
+    selector = f"eventpipeline.dev/pipeline-uid={uid}"
+    claims = kube.custom.list_cluster_custom_object(GROUP, VERSION, "ownershipclaims", label_selector=selector)
+    assert sorted((c["spec"]["kind"], c["metadata"]["generation"]) for c in claims["items"]) == [
+        ("AirflowConnection", 1),
+        ("DeadLetterTopic", 1),
+        ("Principal", 1),
+        ("Principal", 1),
+        ("Topic", 1),
+    ]
+    provisioned = eventually(
+        lambda: [message for _, reason, message in kube.events(namespace, "orders") if reason == "Provisioned"],
+        timeout=60,
+        what="the Provisioned Event",
+    )
+    assert f"created topic {topic}" in provisioned[0] and f"{producer_user})" in provisioned[0]
+    assert "TopicCreated" not in {reason for _, reason, _ in kube.events(namespace, "orders")}
 
 
 def test_producer_is_refused_on_another_pipelines_topic(stack: Any, kube: Kube, operator: Any, namespace: str) -> None:
