@@ -14,6 +14,16 @@ from eventpipeline import (
     handlers,  # noqa: F401  (registers the handlers)
 )
 
+WATCH_HANDLER_SUCCESS = "Handler 'watch_pipelines' succeeded."
+
+
+class QuietWatchHandler(logging.Filter):
+    """Drops kopf's line for each success of the watch-event handler: it runs on every watch event
+    of every pipeline (10,000 pipelines: tens of thousands of lines per wave, all saying nothing)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != WATCH_HANDLER_SUCCESS
+
 
 def run(*, peering: str | None, liveness: str | None, metrics_port: int | None, verbose: bool) -> None:
     """Run until interrupted. Without `peering`, the operator runs standalone (one replica)."""
@@ -24,6 +34,7 @@ def run(*, peering: str | None, liveness: str | None, metrics_port: int | None, 
     if metrics_port:
         prometheus_client.start_http_server(metrics_port)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").addFilter(QuietWatchHandler())
     asyncio.run(
         kopf.operator(
             clusterwide=True,
