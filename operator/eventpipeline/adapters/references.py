@@ -44,6 +44,17 @@ class ResolvedAirflow:
     dags: AirflowDags
 
 
+def spec_version(body: dict[str, Any]) -> dict[str, str]:
+    """What identifies a referenced resource's spec: its uid and generation, not its resourceVersion,
+    which also moves with its status and kopf's annotations (a restarted controller saw a broker's
+    resourceVersion change about a dozen times, and rebuilt its admin client and listing each time)."""
+    metadata = body["metadata"]
+    generation = metadata.get("generation")
+    if generation is None:  # a resource without a generation: any change counts
+        return {"resourceVersion": str(metadata["resourceVersion"])}
+    return {"uid": str(metadata.get("uid", "")), "generation": str(generation)}
+
+
 class ReferenceReader:
     """Reads referenced resources and their Secrets; resolves Airflow instances into clients.
 
@@ -108,7 +119,7 @@ class ReferenceReader:
             self._allowed(spec.allowed_namespaces, scope, namespace, where)
         secret = self._secret(spec.credentials_secret_ref, scope, ("username", "password"), where)
         key = naming.reference_key(ref.kind, scope, ref.name)
-        version = fingerprint({"resourceVersion": body["metadata"]["resourceVersion"], **secret})
+        version = fingerprint({**spec_version(body), **secret})
         with self._lock:
             cached = self._airflows.get(key)
             if cached is not None and cached[0] == version:

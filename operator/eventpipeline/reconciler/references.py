@@ -18,6 +18,7 @@ from eventpipeline.adapters.references import (
     ReferenceReader,
     ResolvedAirflow,
     UnresolvedReferenceError,
+    spec_version,
 )
 from eventpipeline.adapters.schema_registry import ConfluentRegistry, RegistrySettings
 from eventpipeline.adapters.tls import ca_problem
@@ -68,7 +69,7 @@ class References(ReferenceReader):
         registry = self._registry_settings(spec, scope, where)
         version = fingerprint(
             {
-                "resourceVersion": body["metadata"]["resourceVersion"],
+                **spec_version(body),
                 **secret,
                 "ca": ca_pem or "",
                 "registry": repr(registry),
