@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import ParamSpec, TypeVar
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
@@ -57,6 +57,19 @@ SCHEDULED_RUNS = Counter(
     "eventpipeline_scheduled_runs",
     "Reconciliations the scheduler started, by why: drift (the periodic check), hint (a rotation or "
     "listener report due), retry (after a transient failure).",
+    ["reason"],
+)
+
+DRIFT_PERIOD = Gauge(
+    "eventpipeline_drift_period_seconds",
+    "Seconds from a pipeline's reconciliation to its next drift check: the resync period, longer when "
+    "the pipelines would need more drift checks a second than allowed.",
+)
+
+HANDLER_RUNS = Counter(
+    "eventpipeline_change_runs",
+    "Reconciliations kopf's change handlers started, by why: create, update, resume (the object as "
+    "it was when the controller started), including their retries.",
     ["reason"],
 )
 

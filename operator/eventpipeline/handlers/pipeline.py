@@ -13,7 +13,7 @@ from typing import Any, cast
 import kopf
 
 from eventpipeline.adapters import metrics
-from eventpipeline.adapters.drift import WatchedCopies
+from eventpipeline.adapters.drift import WatchedCopies, drift_reads
 from eventpipeline.adapters.errors import AdapterError
 from eventpipeline.api.common import GROUP, VERSION, wire
 from eventpipeline.api.pipeline import EventPipelineStatus
@@ -150,10 +150,18 @@ def _measure(pipeline: PipelineObject, result: Reconciled) -> None:
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
-def reconcile_on_change(*, body: kopf.Body, retry: int, **_: Any) -> None:
+def reconcile_on_change(*, body: kopf.Body, reason: str, retry: int, **_: Any) -> None:
     """Reconcile; a transient failure (a broker or Airflow briefly unreachable) is retried with
-    backoff from about 1 s up to about 60 s instead of waiting for the periodic resync."""
-    failure = reconcile(body, skip_repeat=True)
+    backoff from about 1 s up to about 60 s instead of waiting for the periodic resync.
+
+    A resumed pipeline (the controller started, the object unchanged since it was last handled) is
+    checked like a drift check, from the brokers' per-period listings: a restart at 10,000
+    pipelines would otherwise read every topic, user and ACL one by one, about 50,000 rate-limited
+    admin calls (over 16 minutes at 50 calls/s) before the controller could take a new pipeline
+    in its stride. Its retries read fresh, as every retry does."""
+    metrics.HANDLER_RUNS.labels(str(reason)).inc()
+    with drift_reads(context.RESYNC_SECONDS if reason == kopf.Reason.RESUME and retry == 0 else None):
+        failure = reconcile(body, skip_repeat=True)
     if failure is not None:
         raise kopf.TemporaryError(f"will retry: {failure}", delay=context.transient_backoff(retry))
 

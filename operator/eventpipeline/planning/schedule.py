@@ -2,8 +2,9 @@
 
 A pipeline falls due for one of three reasons:
 
-- `drift`: a full check (ACLs, credentials, Secrets, connections) one resync period after its
-  last reconciliation, whoever ran it;
+- `drift`: a full check (ACLs, credentials, Secrets, connections) one drift period after its
+  last reconciliation, whoever ran it: the resync period, longer where that would take more
+  checks per second than allowed (`drift_period`);
 - `hint`: what its object says is due (a rotation or revocation time, a listener report that
   would change ListenerReady), never sooner than `hint_spacing` after its last reconciliation,
   so a hint that a run cannot clear (a permanent failure) is not a busy loop;
@@ -104,18 +105,43 @@ class _Due:
         return min((moment for moment, _ in self.reasons(spacing)), default=None)
 
 
+def drift_period(resync: float, pipelines: int, max_checks_per_second: float | None) -> float:
+    """The time between two drift checks of a pipeline: the resync period, stretched where the
+    pipelines would need more than `max_checks_per_second` checks (None: never stretched).
+
+    Each check costs the controller a few milliseconds of CPU and the API server a read of each of
+    the pipeline's Secrets; at 10,000 pipelines and 300 s that was 18.6 % of a core of the
+    controller alone (bench/operator/RESULTS.md). Stretching bounds what an idle controller costs
+    whatever the number of pipelines; only drift is found later: changes, rotations, revocations,
+    listener reports and retries have their own due times."""
+    if not max_checks_per_second:
+        return resync
+    return max(resync, pipelines / max_checks_per_second)
+
+
 class DueSchedule:
     """A heap of due times over every known pipeline (by uid); stale heap entries are skipped."""
 
-    def __init__(self, resync: float, hint_spacing: float, max_backoff: float = 60.0) -> None:
+    def __init__(
+        self,
+        resync: float,
+        hint_spacing: float,
+        max_backoff: float = 60.0,
+        max_drift_checks_per_second: float | None = None,
+    ) -> None:
         self._resync = resync
         self._spacing = hint_spacing
         self._max_backoff = max_backoff
+        self._max_rate = max_drift_checks_per_second
         self._entries: dict[str, _Due] = {}
         self._heap: list[tuple[float, str]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def drift_period(self) -> float:
+        """Seconds from a pipeline's reconciliation to its next drift check, for as many as are known."""
+        return drift_period(self._resync, len(self._entries), self._max_rate)
 
     def _push(self, uid: str) -> None:
         entry = self._entries[uid]
@@ -134,7 +160,7 @@ class DueSchedule:
         """A reconciliation of `uid` began (any trigger): the next drift check is a period later."""
         entry = self._entries.setdefault(uid, _Due())
         entry.last_run = now
-        entry.drift = now + self._resync
+        entry.drift = now + self.drift_period()
         entry.retry = None
         self._push(uid)
 
@@ -184,6 +210,6 @@ class DueSchedule:
             # at once; the run's start sets the next drift check, its status report the next hint.
             entry.hint = entry.hint if reason != "hint" else None
             entry.retry = None
-            entry.drift = now + self._resync if entry.drift is not None and entry.drift <= now else entry.drift
+            entry.drift = now + self.drift_period() if entry.drift is not None and entry.drift <= now else entry.drift
             due.append((uid, reason))
         return due

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from eventpipeline.adapters.drift import drift_reads
+from eventpipeline.adapters.drift import drift_max_age, drift_reads
 from eventpipeline.handlers import context, pipeline
 from eventpipeline.planning.clock import iso, utcnow
 from eventpipeline.planning.schedule import Handled, due_hint
@@ -149,3 +149,26 @@ def test_kopfs_earlier_state_of_a_handled_object_is_skipped_without_reading_it(m
             pipeline.reconcile(kopf.Body(body), skip_repeat=True)
     finally:
         context.forget("u-repeat")
+
+
+@pytest.mark.parametrize(
+    ("reason", "retry", "max_age"),
+    [
+        ("resume", 0, context.RESYNC_SECONDS),  # from the brokers' listings, like a drift check
+        ("resume", 1, None),  # a retry reads fresh
+        ("create", 0, None),
+        ("update", 0, None),
+    ],
+)
+def test_a_resumed_pipeline_is_checked_from_the_listings_and_everything_else_reads_fresh(
+    monkeypatch: pytest.MonkeyPatch, reason: str, retry: int, max_age: float | None
+) -> None:
+    seen: list[float | None] = []
+
+    def reconcile(body: kopf.Body, *, skip_repeat: bool = False) -> str | None:
+        seen.append(drift_max_age())
+        return None
+
+    monkeypatch.setattr(pipeline, "reconcile", reconcile)
+    pipeline.reconcile_on_change(body=kopf.Body(_body()), reason=reason, retry=retry)
+    assert seen == [max_age]

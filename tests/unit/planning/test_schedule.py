@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventpipeline.planning.schedule import DueSchedule, Handled, repeats_last_run
+from eventpipeline.planning.schedule import DueSchedule, Handled, drift_period, repeats_last_run
 
 RESYNC, SPACING = 300.0, 30.0
 
@@ -145,3 +145,26 @@ def test_after_a_skipped_repeat_the_drift_check_still_comes_a_period_after_the_l
     schedule.started("a", 0.0)  # the creation's run; kopf's repeat at 200 s runs nothing
     assert _run(schedule, 200.0) == []
     assert _run(schedule, RESYNC) == [("a", "drift")]
+
+
+def test_the_drift_period_stretches_only_where_the_checks_would_exceed_their_rate() -> None:
+    assert drift_period(300.0, 1_000, 10.0) == 300.0  # 3.3 checks a second: the resync period
+    assert drift_period(300.0, 3_000, 10.0) == 300.0
+    assert drift_period(300.0, 10_000, 10.0) == 1_000.0  # 10 a second at most
+    assert drift_period(300.0, 10_000, None) == 300.0
+
+
+def test_many_pipelines_are_checked_no_faster_than_the_rate_allows_and_hints_are_not_held_back() -> None:
+    schedule = DueSchedule(RESYNC, SPACING, max_backoff=60.0, max_drift_checks_per_second=2.0)
+    for index in range(1_000):  # the watch shows them all …
+        schedule.hinted(f"p{index}", None)
+    for index in range(1_000):  # … and a wave reconciles one every 0.1 s
+        schedule.started(f"p{index}", index / 10)
+        schedule.finished(f"p{index}", index / 10, transient_failure=False)
+    assert schedule.drift_period() == 500.0
+    checks = {now: [uid for uid, _ in _run(schedule, float(now))] for now in range(0, 1000)}
+    checked = [uid for uids in checks.values() for uid in uids]
+    assert sorted(checked) == sorted(f"p{index}" for index in range(1_000))  # each once, …
+    assert {now for now, uids in checks.items() if uids} <= set(range(500, 601))  # … 500 s after its run
+    schedule.hinted("p900", 1010.0)  # a rotation due: at its time, not when the drift check is
+    assert ("p900", "hint") in _run(schedule, 1010.0)  # its drift check is due at 1090
