@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
+import httpx
 import pulsar
 from confluent_kafka import KafkaError, Producer
 from kubernetes import client
@@ -27,6 +29,24 @@ T = TypeVar("T")
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def operator_calls(metrics_port: int) -> dict[str, float]:
+    """The controller's backend calls by `system.operation`, whatever their outcome, from its metrics."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
+    found: dict[str, float] = {}
+    pattern = r'eventpipeline_backend_calls_total\{operation="(\w+)",outcome="\w+",system="(\w+)"\} (\S+)'
+    for operation, system, value in re.findall(pattern, text):
+        found[f"{system}.{operation}"] = found.get(f"{system}.{operation}", 0.0) + float(value)
+    return found
+
+
+def operator_runs(metrics_port: int, counter: str, reason: str) -> float:
+    """A counter of the controller's runs by reason so far (`eventpipeline_scheduled_runs_total`,
+    `eventpipeline_change_runs_total`); 0 before the first."""
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
+    match = re.search(rf'^{counter}\{{reason="{reason}"\}} (\S+)', text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def eventually(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.5) -> T:

@@ -125,8 +125,8 @@ async def _schedule_loop(names: PipelineNames, executor: Executor) -> None:
             task = asyncio.create_task(_run_one(names, executor, uid, reason, slots))
             running.add(task)
             task.add_done_callback(running.discard)
-        metrics.DRIFT_PERIOD.set(context.with_schedule(lambda due: due.drift_period(), wake=False))
-        next_at = context.with_schedule(lambda due: due.next_at(), wake=False)
+        next_at, period = context.with_schedule(lambda due: (due.next_at(), due.drift_period()), wake=False)
+        metrics.DRIFT_PERIOD.set(period)
         sleep = MAX_SLEEP_SECONDS if next_at is None else min(MAX_SLEEP_SECONDS, next_at - time.monotonic())
         if sleep > 0:
             with contextlib.suppress(TimeoutError):

@@ -5,15 +5,13 @@ away is still repaired."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import httpx
 import pytest
 
 from eventpipeline.api.common import GROUP, VERSION
-from tests.integration.reconciler.test_drift_batching import LISTINGS, PER_PIPELINE_READS, calls
-from tests.integration.support import Kube, eventually
+from tests.integration.reconciler.test_drift_batching import LISTINGS, PER_PIPELINE_READS
+from tests.integration.support import Kube, eventually, operator_calls, operator_runs
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +20,7 @@ PIPELINES = 4
 
 def resumed(metrics_port: int) -> float:
     """Runs of kopf's resume so far (the operator's eventpipeline_change_runs_total)."""
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
-    match = re.search(r'^eventpipeline_change_runs_total\{reason="resume"\} (\S+)', text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    return operator_runs(metrics_port, "eventpipeline_change_runs_total", "resume")
 
 
 def live_kafka_pipelines(kube: Kube) -> int:
@@ -73,7 +69,7 @@ def test_a_restarted_controller_resumes_from_listings_and_repairs_what_changed_m
         kube.wait_condition(namespace, name, "Ready", "True")
 
     runs = resumed(operator.metrics_port)
-    counted = calls(operator.metrics_port)  # a new process: counted since the restart
+    counted = operator_calls(operator.metrics_port)  # a new process: counted since the restart
     kafka = {key: value for key, value in counted.items() if key.startswith("kafka.")}
     # The broker listed (topics, users, ACLs) …
     assert all(counted.get(f"kafka.{operation}", 0.0) >= 1 for operation in LISTINGS), kafka

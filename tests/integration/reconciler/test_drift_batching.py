@@ -7,18 +7,16 @@ watch's copy and the last listing), and a Secret deleted by hand still comes bac
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 
 from eventpipeline.api.common import GROUP, VERSION
 from eventpipeline_devenv.airflow_api import AirflowApi
 from tests.integration.conftest import OPEN_DAG, OPERATOR_ENV
-from tests.integration.support import Kube, eventually
+from tests.integration.support import Kube, eventually, operator_calls, operator_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("open_dag")]
 
@@ -29,21 +27,9 @@ LISTINGS = ("list_topics", "list_scram_users", "list_acls")
 PER_PIPELINE_READS = ("describe_topic", "scram_users", "acls_on")
 
 
-def calls(metrics_port: int) -> dict[str, float]:
-    """Calls by `system.operation`, whatever their outcome, from the operator's metrics."""
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
-    found: dict[str, float] = {}
-    pattern = r'eventpipeline_backend_calls_total\{operation="(\w+)",outcome="\w+",system="(\w+)"\} (\S+)'
-    for operation, system, value in re.findall(pattern, text):
-        found[f"{system}.{operation}"] = found.get(f"{system}.{operation}", 0.0) + float(value)
-    return found
-
-
 def drift_checks(metrics_port: int) -> float:
     """The scheduler's drift checks so far (the operator's eventpipeline_scheduled_runs_total)."""
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=15).text
-    match = re.search(r'^eventpipeline_scheduled_runs_total\{reason="drift"\} (\S+)', text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    return operator_runs(metrics_port, "eventpipeline_scheduled_runs_total", "drift")
 
 
 @dataclass(frozen=True)
@@ -85,9 +71,9 @@ def test_drift_checks_of_a_brokers_pipelines_share_one_listing_per_period(
     # What a run wrote is read fresh until a listing taken well after the write: over after a few periods.
     time.sleep(4 * RESYNC)
     cluster = Cluster.read(kube, AirflowApi(stack.exports))
-    before, checks_before = calls(operator.metrics_port), drift_checks(operator.metrics_port)
+    before, checks_before = operator_calls(operator.metrics_port), drift_checks(operator.metrics_port)
     time.sleep(WINDOW)
-    after, checks = calls(operator.metrics_port), drift_checks(operator.metrics_port) - checks_before
+    after, checks = operator_calls(operator.metrics_port), drift_checks(operator.metrics_port) - checks_before
     delta = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
     periods = WINDOW / RESYNC + 2
 
